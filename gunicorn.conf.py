@@ -1,0 +1,22 @@
+"""Production gunicorn settings. Requests mostly wait on CloudAgent, so threads, not processes,
+carry the concurrency: gthread workers, a few per core, many threads each."""
+
+import os
+
+bind = os.environ.get("WIDGET_BIND", "127.0.0.1:8000")
+worker_class = "gthread"
+workers = int(os.environ.get("WIDGET_WORKERS", "4"))
+threads = int(os.environ.get("WIDGET_THREADS", "16"))
+# Longer than CloudAgent's connect + read timeouts, so a slow upstream gets an answer to the
+# agent rather than a killed worker.
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+# Each worker builds its own app: one requests.Session and SQLite connection per process.
+preload_app = False
+
+if not os.environ.get("WIDGET_CLOUDAGENT_USERNAME"):
+    # Demo mode keeps the simulator's calls in process memory: one worker must serve them all.
+    workers = 1

@@ -1,0 +1,66 @@
+"""Start-up: the app factory, demo mode, and a bad configuration refused in one line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from webapp import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_mode_runs_on_the_builtin_simulator(tmp_path):
+    app = create_app({"WIDGET_DATA_DIR": str(tmp_path)})
+    settings = app.config["WIDGET"]
+    assert settings.demo
+    assert settings.cloudagent_url.startswith("http://127.0.0.1:")
+    client = app.extensions["cloudagent"]
+    call = app.extensions["simulator"].start_call("agent1", "914071327663")
+    listing = app.extensions["dispositions"].get("agent1", "914071327663", call.ucid)
+    assert "Interested" in listing.names
+    outcome = client.set_disposition(
+        agent_id="agent1", did="914071327663", ucid=call.ucid, disposition="Interested"
+    )
+    assert outcome.kind == "queued"
+    assert (tmp_path / "tokens.sqlite3").exists()
+
+
+def test_a_configured_account_is_not_demo(tmp_path):
+    app = create_app(
+        {
+            "WIDGET_CLOUDAGENT_USERNAME": "acme",
+            "WIDGET_CLOUDAGENT_API_KEY": "k" * 20,
+            "WIDGET_SECRET_KEY": "s" * 20,
+            "WIDGET_LAUNCH_SECRET": "l" * 20,
+            "WIDGET_DATA_DIR": str(tmp_path),
+        }
+    )
+    assert "simulator" not in app.extensions
+    assert app.extensions["cloudagent"].base_url == "https://in1-ccaas-api.ozonetel.com"
+
+
+def run_wsgi(env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
+    return subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=ROOT,
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_bad_configuration_stops_start_up_with_one_line(tmp_path):
+    result = run_wsgi({"WIDGET_CLOUDAGENT_USERNAME": "acme", "WIDGET_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: WIDGET_CLOUDAGENT_API_KEY: required when "
+        "WIDGET_CLOUDAGENT_USERNAME is set"
+    ]
+
+
+def test_wsgi_exposes_the_app(tmp_path):
+    result = run_wsgi({"WIDGET_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr

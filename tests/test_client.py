@@ -1,0 +1,267 @@
+"""The client against CloudAgent over real HTTP: the simulator, or a loopback server that
+answers with each documented body and each fault."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import responses
+from werkzeug import Response
+
+from webapp.cloudagent import CloudAgentClient, SqliteTokenStore
+
+from .conftest import DID
+
+CASES = json.loads((Path(__file__).parent / "data" / "cloudagent_responses.json").read_text())[
+    "cases"
+]
+EXPECTED_KIND = {
+    "token": "unavailable",
+    "configuration": "rejected",
+    "queued": "queued",
+    "saved": "saved",
+    "already_disposed": "already_disposed",
+    "call_context": "rejected",
+    "input": "rejected",
+}
+
+
+def save(client, call, **fields):
+    args = dict(agent_id="agent1", did=DID, ucid=call.ucid, disposition="Interested")
+    return client.set_disposition(**(args | fields))
+
+
+# -- against the simulator -------------------------------------------------------------------
+
+
+def test_the_disposition_list_comes_from_action_get(client, live_call, simulator):
+    result = client.fetch_dispositions("agent1", DID, live_call.ucid)
+    assert result.ok
+    assert result.names == tuple(simulator.account("demo").dispositions)
+
+
+def test_a_save_while_live_is_queued_and_can_be_replaced(client, live_call, simulator):
+    assert save(client, live_call).kind == "queued"
+    assert save(client, live_call, disposition="Sale closed").kind == "queued"
+    simulator.hang_up(live_call.ucid)
+    assert simulator.get_call(live_call.ucid).disposition == "Sale closed"
+    # The queued one was applied at hang-up, so a further save finds the call disposed.
+    assert save(client, live_call).kind == "already_disposed"
+
+
+def test_a_save_in_wrap_up_is_saved_once(client, live_call, simulator):
+    simulator.hang_up(live_call.ucid)
+    outcome = save(client, live_call, comments="Wants a brochure")
+    assert (outcome.kind, outcome.upstream_text) == ("saved", "Disposition saved successfully")
+    assert save(client, live_call).kind == "already_disposed"
+
+
+def test_a_save_after_wrap_up_expired_is_already_disposed(client, live_call, simulator):
+    simulator.hang_up(live_call.ucid)
+    simulator.expire_wrapup(live_call.ucid)
+    assert save(client, live_call).kind == "already_disposed"
+
+
+@pytest.mark.parametrize(
+    "fields, reason, text",
+    [
+        ({"agent_id": "agent2"}, "call_context", "Agent is not on this call."),
+        ({"agent_id": "nobody"}, "call_context", "Invalid agent"),
+        ({"ucid": "123456"}, "call_context", f"Invalid ucid [123456] or did [{DID}]"),
+        ({"disposition": "Made up"}, "input", "Invalid Disposition"),
+        ({"disposition": ""}, "input", "Empty disposition code"),
+        ({"pause": True, "pause_reason": ""}, "input", "Provide pause reason"),
+    ],
+)
+def test_refusals_of_the_call_context_and_input(client, live_call, fields, reason, text):
+    outcome = save(client, live_call, **fields)
+    assert (outcome.kind, outcome.reason, outcome.upstream_text) == ("rejected", reason, text)
+
+
+def test_pausing_sends_the_reason(client, live_call, simulator):
+    assert save(client, live_call, pause=True, pause_reason="Lunch").kind == "queued"
+    request = simulator.get_call(live_call.ucid).attempts[-1].request
+    assert (request.pause_after_dispose, request.pause_reason) == (True, "Lunch")
+
+
+def test_a_ucid_of_twenty_characters_is_unavailable_not_rejected(client, simulator):
+    outcome = save(client, simulator.start_call("agent1", DID, ucid="1" * 20))
+    assert (outcome.kind, outcome.reason) == ("unavailable", "busy")
+
+
+def test_an_account_on_basic_auth_is_a_configuration_refusal_in_token_mode(simulator, make_client):
+    simulator.add_account(
+        "basic", "basic-key", "BASIC_AUTH", agents={"agent1"}, dids={DID}, dispositions=["A"]
+    )
+    client = make_client(username="basic", api_key="basic-key")
+    outcome = save(client, simulator.start_call("agent1", DID), disposition="A")
+    assert (outcome.kind, outcome.reason) == ("rejected", "configuration")
+
+
+def test_api_key_mode_sends_the_key_and_never_mints(simulator, make_client):
+    simulator.add_account(
+        "basic", "basic-key", "BASIC_AUTH", agents={"agent1"}, dids={DID}, dispositions=["A"]
+    )
+    client = make_client(username="basic", api_key="basic-key", auth="apikey", token_store=None)
+    assert save(client, simulator.start_call("agent1", DID), disposition="A").kind == "queued"
+    assert simulator.stats()["requests"]["generateToken"] == 0
+
+
+def test_a_wrong_api_key_fails_the_mint_and_sends_nothing(make_client, live_call, simulator):
+    outcome = save(make_client(api_key="wrong"), live_call)
+    assert (outcome.kind, outcome.reason) == ("unavailable", "mint_failed")
+    assert simulator.stats()["requests"]["Set"] == 0
+
+
+def test_an_expired_or_replaced_token_is_renewed_and_the_save_goes_through(
+    client, live_call, simulator
+):
+    assert save(client, live_call).kind == "queued"
+    simulator.expire_token("demo")
+    assert save(client, live_call).kind == "queued"
+    simulator.rotate_token("demo")
+    assert save(client, live_call).kind == "queued"
+    assert simulator.stats()["mints"]["demo"] == 4  # ours, ours again, an outsider's, ours
+
+
+# -- against a loopback server with canned answers -------------------------------------------
+
+TOKEN = {"token": "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln", "message": ""}
+
+
+@pytest.fixture
+def canned(httpserver, tmp_path):
+    """A client whose CloudAgent is pytest-httpserver; the test says what it answers."""
+    httpserver.expect_request("/ca_apis/CAToken/generateToken", method="POST").respond_with_json(
+        TOKEN
+    )
+    return CloudAgentClient(
+        base_url=httpserver.url_for("/"),
+        username="acme",
+        api_key="acme-key",
+        token_store=SqliteTokenStore(tmp_path / "tokens.sqlite3"),
+        connect_timeout=1,
+        read_timeout=0.5,
+    )
+
+
+def sent(httpserver, path="/ca_apis/DispositionAPIV2"):
+    return [json.loads(req.data) for req, _ in httpserver.log if req.path == path]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["when"] for c in CASES])
+def test_every_documented_body_over_http(canned, httpserver, case):
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_json(case["body"])
+    outcome = canned.set_disposition(agent_id="a1", did="d1", ucid="u1", disposition="X")
+    assert outcome.kind == EXPECTED_KIND[case["kind"]]
+    # A refused token is renewed and the save tried once more; nothing else is retried.
+    expected_sets = 2 if case["kind"] == "token" else 1
+    assert len(sent(httpserver)) == expected_sets
+
+
+def test_what_a_save_sends(canned, httpserver):
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_json(CASES[4]["body"])
+    canned.set_disposition(agent_id="a1", did="d1", ucid="u1", disposition="X", comments="hi")
+    canned.set_disposition(
+        agent_id="a1", did="d1", ucid="u1", disposition="X", pause=True, pause_reason="Lunch"
+    )
+    plain, pausing = sent(httpserver)
+    assert plain == {
+        "action": "Set",
+        "userName": "acme",
+        "agentID": "a1",
+        "did": "d1",
+        "ucid": "u1",
+        "autoRelease": "true",
+        "disposition": "X",
+        "comments": "hi",
+        "pauseAfterDispose": "false",
+    }
+    assert (pausing["pauseAfterDispose"], pausing["pauseReason"]) == ("true", "Lunch")
+    mint = next(req for req, _ in httpserver.log if req.path.endswith("generateToken"))
+    assert mint.headers["apiKey"] == "acme-key" and json.loads(mint.data) == {"userName": "acme"}
+    (req, _) = next(entry for entry in httpserver.log if entry[0].path.endswith("V2"))
+    assert req.headers["Authorization"] == f"Bearer {TOKEN['token']}"
+    assert "apiKey" not in req.headers
+
+
+def test_what_a_get_sends(canned, httpserver):
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_json(
+        {"status": "Success", "details": ["A"]}
+    )
+    assert canned.fetch_dispositions("a1", "d1", "u1").names == ("A",)
+    assert sent(httpserver) == [
+        {
+            "action": "get",
+            "userName": "acme",
+            "agentID": "a1",
+            "did": "d1",
+            "ucid": "u1",
+            "autoRelease": "true",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "response, reason",
+    [
+        (Response("<html><h1>502 Bad Gateway</h1></html>", 502), "bad_response"),
+        (Response("<html>oops</html>", 500, content_type="text/html"), "bad_response"),
+        (Response("", 200), "bad_response"),
+        (Response("{not json", 200), "bad_response"),
+        (Response("[]", 200, content_type="application/json"), "bad_response"),
+        (Response('{"message": "?"}', 200, content_type="application/json"), "bad_response"),
+    ],
+)
+def test_http_faults_become_unavailable(canned, httpserver, response, reason):
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_response(response)
+    outcome = canned.set_disposition(agent_id="a", did="d", ucid="u", disposition="X")
+    assert (outcome.kind, outcome.reason) == ("unavailable", reason)
+    listing = canned.fetch_dispositions("a", "d", "u")
+    assert listing.error.kind == "unavailable"
+
+
+def test_a_slow_answer_is_given_up_and_reported_unknown(canned, httpserver):
+    received = []
+
+    def slow(request):
+        received.append(json.loads(request.data))
+        time.sleep(1.0)
+        return Response(json.dumps(CASES[4]["body"]), 200)
+
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_handler(slow)
+    started = time.monotonic()
+    outcome = canned.set_disposition(agent_id="a", did="d", ucid="u", disposition="X")
+    assert time.monotonic() - started < 0.95
+    assert (outcome.kind, outcome.reason) == ("unavailable", "lost_answer")
+    assert "unknown" in outcome.message
+    assert len(received) == 1  # never retried
+
+
+def test_nothing_listening_is_unavailable_and_nothing_was_sent(tmp_path):
+    with requests.Session() as probe:
+        pass
+    client = CloudAgentClient(
+        base_url="http://127.0.0.1:9",  # discard port: nothing listens on loopback
+        username="acme",
+        api_key="k",
+        auth="apikey",
+        session=probe,
+    )
+    outcome = client.set_disposition(agent_id="a", did="d", ucid="u", disposition="X")
+    assert (outcome.kind, outcome.reason) == ("unavailable", "unreachable")
+    assert "Nothing was sent" in outcome.message
+
+
+@responses.activate
+def test_a_connect_timeout_is_unavailable_and_nothing_was_sent():
+    responses.add(
+        responses.POST,
+        "http://ca.test/ca_apis/DispositionAPIV2",
+        body=requests.ConnectTimeout("timed out"),
+    )
+    client = CloudAgentClient(base_url="http://ca.test", username="u", api_key="k", auth="apikey")
+    outcome = client.set_disposition(agent_id="a", did="d", ucid="u", disposition="X")
+    assert (outcome.kind, outcome.reason) == ("unavailable", "unreachable")

@@ -1,0 +1,81 @@
+"""Configuration: read once, validated, and refused with one line naming the variable."""
+
+import pytest
+
+from webapp.config import DEFAULT_CLOUDAGENT_URL, DEFAULT_PAUSE_REASONS, ConfigError, load_settings
+
+LIVE = {
+    "WIDGET_CLOUDAGENT_USERNAME": "acme",
+    "WIDGET_CLOUDAGENT_API_KEY": "k" * 32,
+    "WIDGET_SECRET_KEY": "s" * 32,
+    "WIDGET_LAUNCH_SECRET": "l" * 32,
+}
+
+
+def test_no_username_is_demo_mode_with_defaults(tmp_path):
+    settings = load_settings({}, instance_path=str(tmp_path))
+    assert settings.demo
+    assert settings.cloudagent_url == DEFAULT_CLOUDAGENT_URL
+    assert settings.launch_max_age == 600
+    assert settings.cloudagent_auth == "token"
+    assert settings.frame_ancestors == ("'self'",)
+    assert settings.pause_reasons == DEFAULT_PAUSE_REASONS
+    assert settings.data_dir == tmp_path
+    assert len(settings.secret_key) >= 32 and settings.secret_key != settings.launch_secret
+
+
+def test_a_full_configuration_is_read():
+    settings = load_settings(
+        LIVE
+        | {
+            "WIDGET_LAUNCH_MAX_AGE": "120",
+            "WIDGET_CLOUDAGENT_URL": "https://api.ccaas.ozonetel.com/",
+            "WIDGET_CLOUDAGENT_AUTH": "apikey",
+            "WIDGET_FRAME_ANCESTORS": "https://crm.example.com https://other.example:8443",
+            "WIDGET_PAUSE_REASONS": "Tea, Lunch ,Coaching",
+            "WIDGET_DATA_DIR": "/var/lib/widget",
+        }
+    )
+    assert not settings.demo
+    assert settings.launch_max_age == 120
+    assert settings.cloudagent_url == "https://api.ccaas.ozonetel.com"
+    assert settings.cloudagent_auth == "apikey"
+    assert settings.frame_ancestors_header == "https://crm.example.com https://other.example:8443"
+    assert settings.pause_reasons == ("Tea", "Lunch", "Coaching")
+    assert str(settings.data_dir) == "/var/lib/widget"
+
+
+def test_the_api_key_never_shows_in_the_settings_repr():
+    assert LIVE["WIDGET_CLOUDAGENT_API_KEY"] not in repr(load_settings(LIVE))
+
+
+@pytest.mark.parametrize(
+    "change, variable",
+    [
+        ({"WIDGET_CLOUDAGENT_API_KEY": ""}, "WIDGET_CLOUDAGENT_API_KEY"),
+        ({"WIDGET_SECRET_KEY": ""}, "WIDGET_SECRET_KEY"),
+        ({"WIDGET_LAUNCH_SECRET": ""}, "WIDGET_LAUNCH_SECRET"),
+        ({"WIDGET_LAUNCH_SECRET": "short"}, "WIDGET_LAUNCH_SECRET"),
+        ({"WIDGET_LAUNCH_MAX_AGE": "ten"}, "WIDGET_LAUNCH_MAX_AGE"),
+        ({"WIDGET_LAUNCH_MAX_AGE": "-5"}, "WIDGET_LAUNCH_MAX_AGE"),
+        ({"WIDGET_LAUNCH_SIGNING": "maybe"}, "WIDGET_LAUNCH_SIGNING"),
+        ({"WIDGET_CLOUDAGENT_URL": "ftp://x"}, "WIDGET_CLOUDAGENT_URL"),
+        ({"WIDGET_CLOUDAGENT_URL": "in1-ccaas-api.ozonetel.com"}, "WIDGET_CLOUDAGENT_URL"),
+        ({"WIDGET_CLOUDAGENT_AUTH": "basic"}, "WIDGET_CLOUDAGENT_AUTH"),
+        ({"WIDGET_FRAME_ANCESTORS": "*"}, "WIDGET_FRAME_ANCESTORS"),
+        ({"WIDGET_FRAME_ANCESTORS": "https://crm.example.com/page"}, "WIDGET_FRAME_ANCESTORS"),
+        ({"WIDGET_PAUSE_REASONS": "Tea,Tea"}, "WIDGET_PAUSE_REASONS"),
+        ({"WIDGET_CLOUDAGENT_READ_TIMEOUT": "0"}, "WIDGET_CLOUDAGENT_READ_TIMEOUT"),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(change, variable):
+    with pytest.raises(ConfigError) as error:
+        load_settings(LIVE | change)
+    message = str(error.value)
+    assert message.startswith(variable + ":")
+    assert "\n" not in message
+
+
+def test_signing_off_must_be_said_explicitly():
+    assert load_settings(LIVE).launch_signing
+    assert not load_settings(LIVE | {"WIDGET_LAUNCH_SIGNING": "off"}).launch_signing

@@ -1,0 +1,164 @@
+"""One token per account across threads and processes, refreshed rarely, never over budget."""
+
+import base64
+import json
+import multiprocessing
+import os
+import stat
+
+import pytest
+
+from webapp.cloudagent import CloudAgentClient, SqliteTokenStore, Token
+from webapp.cloudagent.tokens import MintBudgetExhausted, MintFailed, token_expiry
+
+from .conftest import DID
+from .procs import save_many
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def jwt(claims: dict) -> str:
+    part = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"eyJhbGciOiJIUzI1NiJ9.{part}.c2ln"
+
+
+def test_expiry_is_read_from_the_jwt_exp_claim():
+    assert token_expiry(jwt({"exp": 1000 + 1800}), now=1000) == 2800
+
+
+@pytest.mark.parametrize(
+    "token", ["opaque-token", jwt({"sub": "x"}), jwt({"exp": "soon"}), jwt({"exp": 10}), "a.!!!.c"]
+)
+def test_an_unreadable_expiry_falls_back_to_an_hour(token):
+    assert token_expiry(token, now=1000) == 1000 + 3600
+
+
+def test_the_store_file_is_private(token_store):
+    assert stat.S_IMODE(os.stat(token_store.path).st_mode) == 0o600
+
+
+def test_a_mint_whose_answer_was_lost_uses_budget_and_a_refused_one_does_not(tmp_path):
+    store = SqliteTokenStore(tmp_path / "t.sqlite3")
+
+    def refused():
+        raise MintFailed("Invalid userName or apiKey")
+
+    def lost():
+        raise MintFailed("lost_answer", counted=True)
+
+    for mint in (refused, lost):
+        with pytest.raises(MintFailed):
+            store.replace("acme", None, mint)
+    assert store.mints_in_window("acme") == 1
+    assert store.current("acme") is None
+
+
+def test_a_fresh_stored_token_is_reused_not_reminted(tmp_path):
+    store = SqliteTokenStore(tmp_path / "t.sqlite3")
+    minted = []
+
+    def mint():
+        minted.append(1)
+        return Token(f"t{len(minted)}", 10**10)
+
+    first = store.replace("acme", None, mint)
+    assert store.replace("acme", None, mint) == first  # another caller, same token
+    assert store.replace("acme", "an-older-token", mint) == first  # refused one was replaced
+    assert store.replace("acme", first.value, mint).value == "t2"  # ours refused: mint
+    assert len(minted) == 2
+
+
+def test_one_mint_for_many_processes_and_threads(upstream, simulator, tmp_path):
+    """4 processes x 50 saves on 8 threads each, from no token, then from an expired token,
+    then after an outside party minted (ours invalid): one mint by us each time."""
+    call = simulator.start_call("agent1", DID)
+    store = str(tmp_path / "tokens.sqlite3")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+
+        def run_round():
+            results = pool.starmap(save_many, [(upstream.url, store, call.ucid, DID, 50)] * 4)
+            return [kind for kinds in results for kind in kinds]
+
+        assert run_round() == ["queued"] * 200
+        assert simulator.stats()["mints"]["demo"] == 1
+
+        simulator.expire_token("demo")
+        assert run_round() == ["queued"] * 200
+        assert simulator.stats()["mints"]["demo"] == 2
+
+        simulator.rotate_token("demo")  # counts as a mint of the account, not ours
+        assert run_round() == ["queued"] * 200
+        assert simulator.stats()["mints"]["demo"] == 4
+    assert simulator.stats()["requests"]["generateToken"] == 3
+
+
+def test_the_eleventh_mint_in_an_hour_is_never_attempted(upstream, tmp_path):
+    clock = Clock()
+    sim = upstream.simulator
+    sim.clock = clock
+    store = SqliteTokenStore(tmp_path / "tokens.sqlite3", clock=clock)
+    client = CloudAgentClient(
+        base_url=upstream.url,
+        username="demo",
+        api_key="demo-api-key",
+        token_store=store,
+        clock=clock,
+    )
+    call = sim.start_call("agent1", DID)
+
+    def save():
+        return client.set_disposition(
+            agent_id="agent1", did=DID, ucid=call.ucid, disposition="Interested"
+        )
+
+    assert save().kind == "queued"
+    for _ in range(9):
+        clock.now += 60
+        sim.expire_token("demo")
+        assert save().kind == "queued"
+    assert sim.stats()["mints"]["demo"] == 10
+
+    clock.now += 60
+    sim.expire_token("demo")
+    before = sim.stats()["requests"]
+    outcome = save()
+    assert (outcome.kind, outcome.reason) == ("unavailable", "mint_budget")
+    after = sim.stats()["requests"]
+    assert after["generateToken"] == before["generateToken"]  # not even tried
+    assert after["Set"] == before["Set"] + 1  # the one refused with Token Expired
+    with pytest.raises(MintBudgetExhausted):
+        store.replace(client.account, store.current(client.account).value, client._mint)
+
+    clock.now += 3600 - 9 * 60  # the first mint leaves the window
+    assert save().kind == "queued"
+    assert sim.stats()["mints"]["demo"] == 11
+
+
+def test_a_token_near_expiry_is_refreshed_before_it_is_refused(upstream, tmp_path):
+    clock = Clock()
+    sim = upstream.simulator
+    sim.clock = clock
+    client = CloudAgentClient(
+        base_url=upstream.url,
+        username="demo",
+        api_key="demo-api-key",
+        token_store=SqliteTokenStore(tmp_path / "tokens.sqlite3", clock=clock),
+        clock=clock,
+    )
+    call = sim.start_call("agent1", DID)
+    save = lambda: client.set_disposition(  # noqa: E731
+        agent_id="agent1", did=DID, ucid=call.ucid, disposition="Interested"
+    )
+    assert save().kind == "queued"
+    clock.now += 3600 - 60  # a minute before the token's exp
+    assert save().kind == "queued"
+    stats = sim.stats()
+    assert stats["mints"]["demo"] == 2
+    assert stats["requests"]["Set"] == 2  # nothing was refused on the way

@@ -1,0 +1,71 @@
+"""The disposition widget: a Flask service a CRM page embeds in an iframe, one call at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from flask import Flask
+
+from .cloudagent import CloudAgentClient, DispositionCache, SqliteTokenStore, make_session
+from .config import Settings, load_settings
+
+log = logging.getLogger("webapp")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from WIDGET_* settings (the process environment unless `env` is given).
+
+    Raises ConfigError, one line naming the variable, when the configuration is unusable.
+    """
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    settings = load_settings(env, instance_path=app.instance_path)
+    if settings.demo:
+        settings = _start_demo_upstream(app, settings)
+    app.config.update(SECRET_KEY=settings.secret_key, WIDGET=settings)
+    app.extensions["cloudagent"] = _make_client(settings)
+    app.extensions["dispositions"] = DispositionCache(
+        app.extensions["cloudagent"].fetch_dispositions,
+        account=app.extensions["cloudagent"].account,
+        ttl=settings.dispositions_ttl,
+    )
+    if not settings.launch_signing:
+        log.warning("WIDGET_LAUNCH_SIGNING=off: launch links are NOT verified")
+    return app
+
+
+def _make_client(settings: Settings) -> CloudAgentClient:
+    store = None
+    if settings.cloudagent_auth == "token":
+        store = SqliteTokenStore(settings.data_dir / "tokens.sqlite3")
+    return CloudAgentClient(
+        base_url=settings.cloudagent_url,
+        username=settings.cloudagent_username,
+        api_key=settings.cloudagent_api_key,
+        auth=settings.cloudagent_auth,
+        token_store=store,
+        session=make_session(),
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+    )
+
+
+def _start_demo_upstream(app: Flask, settings: Settings) -> Settings:
+    """Demo mode: serve the built-in CloudAgent simulator on a loopback port of this process
+    and point the client at it, so the widget runs end to end with no account."""
+    from dataclasses import replace
+
+    from .simulator.server import serve_in_thread
+
+    simulator, url = serve_in_thread()
+    app.extensions["simulator"] = simulator
+    log.warning("demo mode: no WIDGET_CLOUDAGENT_USERNAME, using the built-in simulator at %s", url)
+    return replace(settings, cloudagent_url=url)

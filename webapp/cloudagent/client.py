@@ -1,0 +1,273 @@
+"""The CloudAgent client: Generate Token and the two actions of the Disposition API.
+
+A plain library (no Flask). Every upstream fault becomes an Outcome; nothing the upstream
+does raises out of here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from .outcomes import (
+    UNAVAILABLE,
+    Outcome,
+    Reply,
+    dispositions_from,
+    parse_reply,
+    refusal_outcome,
+    set_outcome,
+)
+from .tokens import MintBudgetExhausted, MintFailed, Token, TokenStore, token_expiry
+
+log = logging.getLogger("webapp.cloudagent")
+
+TOKEN_PATH = "/ca_apis/CAToken/generateToken"  # noqa: S105
+DISPOSITION_PATH = "/ca_apis/DispositionAPIV2"
+
+
+@dataclass(frozen=True)
+class DispositionList:
+    """The account's disposition names, or the outcome that explains why there are none."""
+
+    names: tuple[str, ...] = ()
+    error: Outcome | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def make_session(pool_size: int = 32) -> requests.Session:
+    """One Session per process; its pool sized to the worker's threads. No adapter retries:
+    a retried Set whose first answer was lost would come back as 'already Disposed'."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _unavailable(message: str, reason: str) -> Outcome:
+    return Outcome(kind=UNAVAILABLE, message=message, reason=reason)
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """True when the connection was never made, so CloudAgent cannot have seen the request."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
+
+
+class CloudAgentClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        username: str,
+        api_key: str,
+        auth: str = "token",
+        token_store: TokenStore | None = None,
+        session: requests.Session | None = None,
+        connect_timeout: float = 3.05,
+        read_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if auth not in ("token", "apikey"):
+            raise ValueError(f"auth must be 'token' or 'apikey', not {auth!r}")
+        if auth == "token" and token_store is None:
+            raise ValueError("token auth needs a token_store")
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self._api_key = api_key
+        self.auth = auth
+        self.token_store = token_store
+        self.session = session or make_session()
+        self.timeout = (connect_timeout, read_timeout)
+        self.clock = clock
+        self.account = f"{self.base_url}|{username}"
+        self._token: Token | None = None  # this process's copy of the shared token
+
+    def __repr__(self) -> str:
+        return f"CloudAgentClient({self.base_url!r}, username={self.username!r}, auth={self.auth})"
+
+    # -- the two actions ---------------------------------------------------------------------
+
+    def fetch_dispositions(self, agent_id: str, did: str, ucid: str) -> DispositionList:
+        """The account's disposition names (action=get), straight from CloudAgent."""
+        reply = self._call("get", self._body("get", agent_id, did, ucid))
+        if isinstance(reply, Outcome):
+            return DispositionList(error=reply)
+        names = dispositions_from(reply)
+        if names is not None:
+            return DispositionList(names=names)
+        log.warning(
+            "cloudagent get: unreadable disposition list: http=%s body=%r",
+            reply.http_status,
+            reply.raw,
+        )
+        error = (
+            refusal_outcome(reply)
+            if reply.status and not reply.succeeded
+            else Outcome(
+                kind=UNAVAILABLE,
+                message="The disposition list could not be read.",
+                reason="bad_response",
+                upstream_status=reply.status or None,
+                upstream_text=reply.text or None,
+                http_status=reply.http_status,
+                raw=reply.raw,
+            )
+        )
+        return DispositionList(error=error)
+
+    def set_disposition(
+        self,
+        *,
+        agent_id: str,
+        did: str,
+        ucid: str,
+        disposition: str,
+        comments: str = "",
+        pause: bool = False,
+        pause_reason: str = "",
+    ) -> Outcome:
+        """Set the call's disposition (action=Set). Never retried after it may have been sent."""
+        body = self._body("Set", agent_id, did, ucid)
+        body["disposition"] = disposition
+        body["comments"] = comments
+        # CloudAgent pauses the agent when this is absent: always say it.
+        body["pauseAfterDispose"] = "true" if pause else "false"
+        if pause:
+            body["pauseReason"] = pause_reason
+        reply = self._call("Set", body)
+        return reply if isinstance(reply, Outcome) else set_outcome(reply)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _body(self, action: str, agent_id: str, did: str, ucid: str) -> dict[str, str]:
+        return {
+            "action": action,
+            "userName": self.username,
+            "agentID": agent_id,
+            "did": did,
+            "ucid": ucid,
+            "autoRelease": "true",
+        }
+
+    def _call(self, action: str, body: dict[str, str]) -> Reply | Outcome:
+        """POST to the Disposition API; on a refused token, get a new one and try once more
+        (safe: a refused request was not carried out)."""
+        refused: str | None = None
+        for _attempt in range(2):
+            headers = {"Content-Type": "application/json"}
+            if self.auth == "apikey":
+                headers["apiKey"] = self._api_key
+            else:
+                token = self._bearer(refused)
+                if isinstance(token, Outcome):
+                    return token
+                headers["Authorization"] = f"Bearer {token.value}"
+            reply = self._post(action, DISPOSITION_PATH, body, headers)
+            if isinstance(reply, Outcome) or not reply.token_refused or self.auth == "apikey":
+                return reply
+            refused = token.value
+        return refusal_outcome(reply)
+
+    def _post(
+        self, action: str, path: str, body: dict[str, str], headers: dict[str, str]
+    ) -> Reply | Outcome:
+        started = time.perf_counter()
+        try:
+            response = self.session.post(
+                self.base_url + path, json=body, headers=headers, timeout=self.timeout
+            )
+            raw = response.text
+        except requests.ConnectionError as exc:
+            ms = (time.perf_counter() - started) * 1000
+            if _never_sent(exc):
+                log.warning("cloudagent %s: cannot connect after %.0f ms: %s", action, ms, exc)
+                return _unavailable(
+                    "CloudAgent could not be reached. Nothing was sent: save again in a moment.",
+                    "unreachable",
+                )
+            log.warning("cloudagent %s: connection lost after %.0f ms: %s", action, ms, exc)
+            return _unavailable(_LOST_ANSWER, "lost_answer")
+        except requests.Timeout:
+            ms = (time.perf_counter() - started) * 1000
+            log.warning("cloudagent %s: no answer within %.0f ms", action, ms)
+            return _unavailable(_LOST_ANSWER, "lost_answer")
+        except requests.RequestException as exc:
+            log.warning("cloudagent %s: request failed: %s", action, exc)
+            return _unavailable(_LOST_ANSWER, "lost_answer")
+        reply = parse_reply(response.status_code, raw)
+        log.info(
+            "cloudagent %s: http=%s status=%r text=%r latency_ms=%.0f",
+            action,
+            response.status_code,
+            reply.status,
+            reply.text[:200],
+            (time.perf_counter() - started) * 1000,
+        )
+        return reply
+
+    def _bearer(self, refused: str | None) -> Token | Outcome:
+        now = self.clock()
+        if refused is None and self._token and self._token.fresh(now):
+            return self._token
+        assert self.token_store is not None
+        stored = self.token_store.current(self.account)
+        if stored and stored.value != refused and stored.fresh(now):
+            self._token = stored
+            return stored
+        try:
+            self._token = self.token_store.replace(self.account, refused, self._mint)
+        except MintBudgetExhausted:
+            log.error(
+                "cloudagent: token mint budget spent for %s; not minting until the hour frees",
+                self.username,
+            )
+            return _unavailable(
+                "The disposition service is busy signing in to CloudAgent. "
+                "Nothing was sent: save again in a few minutes.",
+                "mint_budget",
+            )
+        except MintFailed as failure:
+            log.error("cloudagent: token mint failed for %s: %s", self.username, failure)
+            return _unavailable(
+                "The disposition service could not sign in to CloudAgent. "
+                "Nothing was sent: save again in a moment.",
+                "mint_failed",
+            )
+        return self._token
+
+    def _mint(self) -> Token:
+        """Generate Token. Called only by the token store, under its lock."""
+        reply = self._post(
+            "generateToken",
+            TOKEN_PATH,
+            {"userName": self.username},
+            {"Content-Type": "application/json", "apiKey": self._api_key},
+        )
+        if isinstance(reply, Outcome):
+            # A lost answer may still have minted (and so killed the old token).
+            raise MintFailed(reply.reason, counted=reply.reason == "lost_answer")
+        token = (reply.body or {}).get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise MintFailed(f"http={reply.http_status} message={reply.text!r}")
+        log.info("cloudagent: minted a new token for %s", self.username)
+        token = token.strip()
+        return Token(token, token_expiry(token, self.clock()))
+
+
+_LOST_ANSWER = (
+    "CloudAgent did not answer in time, so the result is unknown. "
+    "Save again: if it was already recorded, you will be told."
+)

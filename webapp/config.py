@@ -1,0 +1,144 @@
+"""Settings read once from the environment at start-up, validated.
+
+A missing or malformed value raises ConfigError whose message is one line naming the variable,
+so an operator sees exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_CLOUDAGENT_URL = "https://in1-ccaas-api.ozonetel.com"
+DEFAULT_PAUSE_REASONS = ("Break", "Lunch", "Training", "Meeting", "Bio break")
+# Credentials of the built-in simulator's demo account (not secrets: they open nothing real).
+DEMO_USERNAME = "demo"
+DEMO_API_KEY = "demo-api-key"  # noqa: S105
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; str() is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    secret_key: str
+    launch_secret: str
+    launch_max_age: int
+    launch_signing: bool
+    cloudagent_url: str
+    cloudagent_username: str
+    cloudagent_api_key: str = field(repr=False)
+    cloudagent_auth: str
+    frame_ancestors: tuple[str, ...]
+    pause_reasons: tuple[str, ...]
+    data_dir: Path
+    connect_timeout: float
+    read_timeout: float
+    dispositions_ttl: float
+    demo: bool
+
+    @property
+    def frame_ancestors_header(self) -> str:
+        return " ".join(self.frame_ancestors)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: must be between {low:g} and {high:g}, got {raw}")
+    return value
+
+
+def _origin_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "").split()
+    if not raw:
+        return ("'self'",)
+    for item in raw:
+        if item in ("'self'", "'none'"):
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(
+                f"{name}: {item!r} is not an origin like https://crm.example.com or 'self'"
+            )
+    return tuple(item.rstrip("/") for item in raw)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, instance_path: str = "instance"
+) -> Settings:
+    """Read and validate the WIDGET_* variables; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    username = env.get("WIDGET_CLOUDAGENT_USERNAME", "").strip()
+    demo = not username
+
+    api_key = env.get("WIDGET_CLOUDAGENT_API_KEY", "").strip()
+    if demo:
+        username, api_key = DEMO_USERNAME, DEMO_API_KEY
+    elif not api_key:
+        raise ConfigError(
+            "WIDGET_CLOUDAGENT_API_KEY: required when WIDGET_CLOUDAGENT_USERNAME is set"
+        )
+
+    def secret(name: str) -> str:
+        value = env.get(name, "")
+        if value:
+            if len(value) < 16:
+                raise ConfigError(f"{name}: too short, use at least 16 random characters")
+            return value
+        if demo:
+            # Demo mode only: a per-process secret, so nothing guessable protects anything.
+            return secrets.token_urlsafe(32)
+        raise ConfigError(f"{name}: required (a long random string)")
+
+    signing = env.get("WIDGET_LAUNCH_SIGNING", "on").strip().lower()
+    if signing not in ("on", "off"):
+        raise ConfigError(f"WIDGET_LAUNCH_SIGNING: 'on' or 'off', got {signing!r}")
+
+    url = env.get("WIDGET_CLOUDAGENT_URL", "").strip() or DEFAULT_CLOUDAGENT_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ConfigError(f"WIDGET_CLOUDAGENT_URL: not an http(s) base URL: {url!r}")
+
+    auth = env.get("WIDGET_CLOUDAGENT_AUTH", "token").strip().lower() or "token"
+    if auth not in ("token", "apikey"):
+        raise ConfigError(f"WIDGET_CLOUDAGENT_AUTH: 'token' or 'apikey', got {auth!r}")
+
+    reasons_raw = env.get("WIDGET_PAUSE_REASONS")
+    if reasons_raw is None or not reasons_raw.strip():
+        reasons = DEFAULT_PAUSE_REASONS
+    else:
+        reasons = tuple(r.strip() for r in reasons_raw.split(",") if r.strip())
+        if len(set(reasons)) != len(reasons) or any(len(r) > 100 for r in reasons):
+            raise ConfigError("WIDGET_PAUSE_REASONS: names must be distinct and short")
+
+    data_dir = Path(env.get("WIDGET_DATA_DIR", "").strip() or instance_path)
+
+    return Settings(
+        secret_key=secret("WIDGET_SECRET_KEY"),
+        launch_secret=secret("WIDGET_LAUNCH_SECRET"),
+        launch_max_age=int(_number(env, "WIDGET_LAUNCH_MAX_AGE", 600, low=10, high=7 * 24 * 3600)),
+        launch_signing=signing == "on",
+        cloudagent_url=url.rstrip("/"),
+        cloudagent_username=username,
+        cloudagent_api_key=api_key,
+        cloudagent_auth=auth,
+        frame_ancestors=_origin_list(env, "WIDGET_FRAME_ANCESTORS"),
+        pause_reasons=reasons,
+        data_dir=data_dir,
+        connect_timeout=_number(env, "WIDGET_CLOUDAGENT_CONNECT_TIMEOUT", 3.05, low=0.1, high=60),
+        read_timeout=_number(env, "WIDGET_CLOUDAGENT_READ_TIMEOUT", 10, low=0.1, high=120),
+        dispositions_ttl=_number(env, "WIDGET_DISPOSITIONS_TTL", 300, low=0, high=86400),
+        demo=demo,
+    )

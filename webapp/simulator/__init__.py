@@ -1,0 +1,9 @@
+"""A CloudAgent simulator speaking CloudAgent's HTTP API, for tests, demos and benchmarks.
+
+`flask --app webapp.simulator run` finds `create_app` here.
+"""
+
+from .app import create_app
+from .state import Account, Call, Simulator
+
+__all__ = ["Account", "Call", "Simulator", "create_app"]

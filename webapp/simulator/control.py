@@ -1,0 +1,126 @@
+"""The /sim/ control API: lets tests and the demo page start calls, hang up, expire tokens..."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from .state import Call, Simulator
+
+control = Blueprint("simulator_control", __name__, url_prefix="/sim")
+
+
+def current_simulator() -> Simulator:
+    return current_app.extensions["simulator"]
+
+
+def _fields() -> Mapping[str, Any]:
+    """The request's JSON object or its form fields; the demo page posts a plain form."""
+    if request.is_json:
+        data = request.get_json(silent=True)
+        return data if isinstance(data, dict) else {}
+    return request.form
+
+
+def call_json(call: Call) -> dict[str, Any]:
+    # The applied disposition wins; while live, show what is queued.
+    shown = call.applied or call.pending
+    return {
+        "ucid": call.ucid,
+        "agentID": call.agent_id,
+        "did": call.did,
+        "state": call.state,
+        "disposition": call.disposition,
+        "queued": call.queued,
+        "disposed": call.disposed,
+        "comments": shown.comments if shown else None,
+        "pauseAfterDispose": shown.pause_after_dispose if shown else None,
+        "pauseReason": shown.pause_reason if shown else None,
+        "attempts": [
+            {
+                "at": a.at,
+                "sent": a.sent,
+                "outcome": a.outcome,
+            }
+            for a in call.attempts
+        ],
+    }
+
+
+@control.errorhandler(KeyError)
+def _not_found(error: KeyError) -> ResponseReturnValue:
+    return jsonify(error=str(error.args[0]) if error.args else "not found"), 404
+
+
+@control.errorhandler(ValueError)
+def _bad_request(error: ValueError) -> ResponseReturnValue:
+    return jsonify(error=str(error)), 400
+
+
+@control.post("/calls")
+def start_call() -> ResponseReturnValue:
+    data = _fields()
+    agent_id, did = data.get("agentID"), data.get("did")
+    if not isinstance(agent_id, str) or not agent_id or not isinstance(did, str) or not did:
+        raise ValueError("agentID and did are required")
+    ucid = data.get("ucid") or None
+    call = current_simulator().start_call(agent_id, did, str(ucid) if ucid is not None else None)
+    return jsonify(call_json(call)), 201
+
+
+@control.get("/calls")
+def list_calls() -> ResponseReturnValue:
+    return jsonify([call_json(call) for call in current_simulator().list_calls()])
+
+
+@control.get("/calls/<ucid>")
+def get_call(ucid: str) -> ResponseReturnValue:
+    call = current_simulator().get_call(ucid)
+    if call is None:
+        raise KeyError(f"unknown ucid {ucid}")
+    return jsonify(call_json(call))
+
+
+@control.post("/calls/<ucid>/hangup")
+def hang_up(ucid: str) -> ResponseReturnValue:
+    return jsonify(call_json(current_simulator().hang_up(ucid)))
+
+
+@control.post("/calls/<ucid>/expire-wrapup")
+def expire_wrapup(ucid: str) -> ResponseReturnValue:
+    return jsonify(call_json(current_simulator().expire_wrapup(ucid)))
+
+
+@control.post("/tokens/<username>/expire")
+def expire_token(username: str) -> ResponseReturnValue:
+    current_simulator().expire_token(username)
+    return jsonify(username=username, expired=True)
+
+
+@control.post("/tokens/<username>/rotate")
+def rotate_token(username: str) -> ResponseReturnValue:
+    return jsonify(username=username, token=current_simulator().rotate_token(username))
+
+
+@control.get("/stats")
+def stats() -> ResponseReturnValue:
+    return jsonify(current_simulator().stats())
+
+
+@control.post("/reset")
+def reset() -> ResponseReturnValue:
+    current_simulator().reset()
+    return jsonify(reset=True)
+
+
+@control.post("/latency")
+def set_latency() -> ResponseReturnValue:
+    data = request.get_json(silent=True)
+    seconds = data.get("seconds") if isinstance(data, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValueError('expected JSON {"seconds": <number>}')
+    current_simulator().set_latency(seconds)
+    return jsonify(latency=current_simulator().latency)
