@@ -49,3 +49,32 @@ def client(make_client):
 @pytest.fixture
 def live_call(simulator):
     return simulator.start_call("agent1", DID)
+
+
+LAUNCH_SECRET = "launch-secret-for-tests-0123456789"
+CRM_ORIGIN = "https://crm.example.com"
+
+
+def widget_env(upstream_url, data_dir, **extra):
+    return {
+        "WIDGET_CLOUDAGENT_URL": upstream_url,
+        "WIDGET_CLOUDAGENT_USERNAME": "demo",
+        "WIDGET_CLOUDAGENT_API_KEY": "demo-api-key",
+        "WIDGET_SECRET_KEY": "secret-key-for-tests-0123456789",
+        "WIDGET_LAUNCH_SECRET": LAUNCH_SECRET,
+        "WIDGET_FRAME_ANCESTORS": CRM_ORIGIN,
+        "WIDGET_DATA_DIR": str(data_dir),
+        "WIDGET_CLOUDAGENT_READ_TIMEOUT": "2",
+    } | extra
+
+
+@pytest.fixture
+def app(upstream, tmp_path):
+    from webapp import create_app
+
+    return create_app(widget_env(upstream.url, tmp_path))
+
+
+@pytest.fixture
+def web(app):
+    return app.test_client()

@@ -18,7 +18,8 @@ def test_no_username_is_demo_mode_with_defaults(tmp_path):
     assert settings.cloudagent_url == DEFAULT_CLOUDAGENT_URL
     assert settings.launch_max_age == 600
     assert settings.cloudagent_auth == "token"
-    assert settings.frame_ancestors == ("'self'",)
+    assert settings.frame_ancestors == ("'self'", "http://localhost:8000")  # the demo CRM page
+    assert settings.context_max_age == 4 * 3600
     assert settings.pause_reasons == DEFAULT_PAUSE_REASONS
     assert settings.data_dir == tmp_path
     assert len(settings.secret_key) >= 32 and settings.secret_key != settings.launch_secret

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from flask import Flask
 
+from . import assets, demo, errors, security, views
 from .cloudagent import CloudAgentClient, DispositionCache, SqliteTokenStore, make_session
 from .config import Settings, load_settings
+from .forms import COMMENTS_MAX
 
 log = logging.getLogger("webapp")
 
@@ -21,12 +23,14 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
 
     Raises ConfigError, one line naming the variable, when the configuration is unusable.
     """
+    # No Flask static route: assets are served under content-hashed URLs (webapp.assets).
     app = Flask(
         __name__,
         instance_relative_config=True,
         template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
+        static_folder=None,
     )
+    app.static_folder = str(ROOT / "static")
     settings = load_settings(env, instance_path=app.instance_path)
     if settings.demo:
         settings = _start_demo_upstream(app, settings)
@@ -37,6 +41,18 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         account=app.extensions["cloudagent"].account,
         ttl=settings.dispositions_ttl,
     )
+    app.extensions["assets"] = assets.build_manifest(ROOT / "static")
+    app.jinja_env.globals.update(
+        asset_url=assets.asset_url,
+        asset_integrity=assets.asset_integrity,
+        comments_max=COMMENTS_MAX,
+    )
+    errors.init_app(app)
+    security.init_app(app)
+    app.register_blueprint(assets.bp)
+    app.register_blueprint(views.bp)
+    if settings.demo:
+        app.register_blueprint(demo.bp)
     if not settings.launch_signing:
         log.warning("WIDGET_LAUNCH_SIGNING=off: launch links are NOT verified")
     return app

@@ -29,6 +29,7 @@ class Settings:
     secret_key: str
     launch_secret: str
     launch_max_age: int
+    context_max_age: int
     launch_signing: bool
     cloudagent_url: str
     cloudagent_username: str
@@ -73,6 +74,15 @@ def _origin_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
                 f"{name}: {item!r} is not an origin like https://crm.example.com or 'self'"
             )
     return tuple(item.rstrip("/") for item in raw)
+
+
+def _demo_host(env: Mapping[str, str], demo: bool) -> tuple[str, ...]:
+    """Demo mode serves its CRM page on http://localhost:<port>, a different site from the
+    widget's 127.0.0.1: allow it to frame the widget unless the operator chose the list."""
+    if not demo or env.get("WIDGET_FRAME_ANCESTORS", "").strip():
+        return ()
+    port = env.get("WIDGET_BIND", "127.0.0.1:8000").rpartition(":")[2]
+    return (f"http://localhost:{port}",) if port.isdigit() else ()
 
 
 def load_settings(
@@ -129,12 +139,15 @@ def load_settings(
         secret_key=secret("WIDGET_SECRET_KEY"),
         launch_secret=secret("WIDGET_LAUNCH_SECRET"),
         launch_max_age=int(_number(env, "WIDGET_LAUNCH_MAX_AGE", 600, low=10, high=7 * 24 * 3600)),
+        context_max_age=int(
+            _number(env, "WIDGET_CONTEXT_MAX_AGE", 4 * 3600, low=60, high=24 * 3600)
+        ),
         launch_signing=signing == "on",
         cloudagent_url=url.rstrip("/"),
         cloudagent_username=username,
         cloudagent_api_key=api_key,
         cloudagent_auth=auth,
-        frame_ancestors=_origin_list(env, "WIDGET_FRAME_ANCESTORS"),
+        frame_ancestors=_origin_list(env, "WIDGET_FRAME_ANCESTORS") + _demo_host(env, demo),
         pause_reasons=reasons,
         data_dir=data_dir,
         connect_timeout=_number(env, "WIDGET_CLOUDAGENT_CONNECT_TIMEOUT", 3.05, low=0.1, high=60),

@@ -96,7 +96,7 @@ _CONFIGURATION = {
 # Substring of the normalised upstream text -> (kind, reason, the agent's words). First match wins.
 _KNOWN: tuple[tuple[str, str, str, str], ...] = (
     ("already disposed", ALREADY_DISPOSED, "already_disposed",
-     "This call already has a disposition. Nothing was changed."),
+     "This call already has a disposition, so nothing was changed."),
     ("agent is not on this call", REJECTED, "call_context",
      "CloudAgent says you are not on this call, so it did not take the disposition."),
     ("invalid agent", REJECTED, "call_context",
@@ -149,11 +149,11 @@ def set_outcome(reply: Reply) -> Outcome:
         if "queued" in text:
             return _outcome(
                 QUEUED,
-                "Saved. It will be applied when the call ends; you can still change it.",
+                "It will be applied when the call ends. You can still change it until then.",
                 "queued",
                 reply,
             )
-        return _outcome(SAVED, "Disposition saved.", "saved", reply)
+        return _outcome(SAVED, "CloudAgent has recorded the disposition.", "saved", reply)
     return refusal_outcome(reply)
 
 

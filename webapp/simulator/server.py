@@ -17,7 +17,10 @@ class SimulatorServer:
         self.simulator = simulator
         self.server = server
         self.url = f"http://{server.host}:{server.port}"
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # A short poll interval lets stop() return at once (tests start and stop many).
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

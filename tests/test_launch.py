@@ -1,0 +1,101 @@
+"""The launch link contract: canonical string, signature, freshness, refusals."""
+
+import hashlib
+import hmac
+
+import pytest
+
+from webapp.launch import LaunchError, canonical, sign, signed_query, verify
+
+SECRET = "launch-secret-0123456789"
+NOW = 1_800_000_000
+
+
+def test_the_canonical_string_and_signature_match_the_documented_recipe():
+    params = {"ucid": "U1", "did": "D1", "agentID": "A1", "ts": "5", "callerID": "+91 98"}
+    assert canonical(params | {"sig": "x"}) == "agentID=A1\ncallerID=+91 98\ndid=D1\nts=5\nucid=U1"
+    expected = hmac.new(
+        SECRET.encode(),
+        "\n".join(f"{k}={v}" for k, v in sorted(params.items())).encode(),
+        hashlib.sha256,
+    ).hexdigest()
+    assert sign(params, SECRET) == expected
+
+
+def good(**extra):
+    return signed_query(
+        {"ucid": "1234", "agentID": "agent1", "did": "914071327663"} | extra, SECRET, now=NOW
+    )
+
+
+def check(query, **kw):
+    items = query if isinstance(query, list) else list(query.items())
+    return verify(items, SECRET, max_age=600, now=kw.pop("now", NOW), **kw)
+
+
+def test_a_good_link_gives_the_call_and_its_extra_parameters():
+    launch = check(good(callerID="+919800000000", campaignID="7"))
+    assert (launch.ucid, launch.agent_id, launch.did) == ("1234", "agent1", "914071327663")
+    assert launch.extra == {"callerID": "+919800000000", "campaignID": "7"}
+
+
+@pytest.mark.parametrize(
+    "now, accepted",
+    [(NOW + 600, True), (NOW + 601, False), (NOW - 60, True), (NOW - 61, False)],
+)
+def test_freshness_window(now, accepted):
+    if accepted:
+        check(good(), now=now)
+    else:
+        with pytest.raises(LaunchError):
+            check(good(), now=now)
+
+
+def tampered(change):
+    query = good(callerID="+919800000000")
+    change(query)
+    return query
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        tampered(lambda q: q.update(ucid="9999")),
+        tampered(lambda q: q.update(callerID="+910000000000")),
+        tampered(lambda q: q.update(extra="added")),
+        tampered(lambda q: q.pop("callerID")),
+        tampered(lambda q: q.pop("sig")),
+        tampered(lambda q: q.update(sig=q["sig"].upper())),
+        tampered(lambda q: q.update(sig="0" * 64)),
+        tampered(lambda q: q.pop("ts")),
+        signed_query({"agentID": "agent1", "did": "914071327663"}, SECRET, now=NOW),
+        signed_query({"ucid": "", "agentID": "a", "did": "d"}, SECRET, now=NOW),
+        signed_query({"ucid": "1<script>", "agentID": "a", "did": "d"}, SECRET, now=NOW),
+        signed_query({"ucid": "1", "agentID": "a", "did": "d", "note": "x\ny"}, SECRET, now=NOW),
+        list(good().items()) + [("ucid", "1234")],
+    ],
+    ids=[
+        "ucid changed",
+        "extra changed",
+        "parameter added",
+        "parameter removed",
+        "sig removed",
+        "sig uppercase",
+        "sig zero",
+        "ts removed",
+        "ucid missing",
+        "ucid empty",
+        "ucid with markup",
+        "newline in a value",
+        "parameter twice",
+    ],
+)
+def test_refused_links(query):
+    with pytest.raises(LaunchError):
+        check(query)
+
+
+def test_signing_off_skips_only_the_signature():
+    assert check([("ucid", "1"), ("agentID", "a"), ("did", "d")], signing=False).ucid == "1"
+    with pytest.raises(LaunchError):
+        check([("agentID", "a"), ("did", "d")], signing=False)

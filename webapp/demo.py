@@ -1,0 +1,104 @@
+"""Demo mode only: a CRM page on another site that embeds the widget, and call controls.
+
+The page is served as http://localhost:<port>/demo and frames the widget from
+http://127.0.0.1:<port>: two different sites, as a real CRM and this service would be.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+
+from .launch import signed_query
+from .security import content_security_policy
+from .simulator import Simulator
+
+bp = Blueprint("demo", __name__)
+
+AGENT = "agent1"
+DID = "914071327663"
+
+
+def _simulator() -> Simulator:
+    return current_app.extensions["simulator"]
+
+
+def _port() -> str:
+    return request.host.rpartition(":")[2] if ":" in request.host else "80"
+
+
+def widget_origin() -> str:
+    return f"http://127.0.0.1:{_port()}"
+
+
+def _call_json(ucid: str) -> dict[str, object]:
+    call = _simulator().get_call(ucid)
+    if call is None:
+        abort(404)
+    return {
+        "ucid": call.ucid,
+        "state": call.state,
+        "disposition": call.disposition or call.queued,
+        "launch": launch_url(call.ucid, call.agent_id, call.did),
+    }
+
+
+def launch_url(ucid: str, agent_id: str, did: str) -> str:
+    """What the CRM's server does: sign the call's parameters with the shared secret."""
+    params = {"ucid": ucid, "agentID": agent_id, "did": did, "callerID": "+919800000000"}
+    query = signed_query(params, current_app.config["WIDGET"].launch_secret)
+    return f"{widget_origin()}/disposition?{urlencode(query)}"
+
+
+@bp.before_request
+def same_origin_only() -> ResponseReturnValue | None:
+    # The controls change the simulator: only the demo page itself may call them.
+    if request.method == "POST" and request.headers.get("Sec-Fetch-Site") not in (
+        None,
+        "same-origin",
+    ):
+        abort(403)
+    return None
+
+
+@bp.get("/")
+@bp.get("/demo")
+def page() -> ResponseReturnValue:
+    if request.host.partition(":")[0] != "localhost":
+        # Keep the demo cross-site: the page on localhost, the widget on 127.0.0.1.
+        return redirect(f"http://localhost:{_port()}/demo")
+    call = _simulator().start_call(AGENT, DID)
+    response = current_app.make_response(
+        render_template("demo.html", call=_call_json(call.ucid), widget_origin=widget_origin())
+    )
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        "'self'", frame_src=widget_origin()
+    )
+    return response
+
+
+@bp.post("/demo/calls")
+def new_call() -> ResponseReturnValue:
+    call = _simulator().start_call(AGENT, DID)
+    return jsonify(_call_json(call.ucid)), 201
+
+
+@bp.get("/demo/calls/<ucid>")
+def call_state(ucid: str) -> ResponseReturnValue:
+    return jsonify(_call_json(ucid))
+
+
+@bp.post("/demo/calls/<ucid>/hangup")
+def hang_up(ucid: str) -> ResponseReturnValue:
+    _call_json(ucid)  # 404 for an unknown call
+    _simulator().hang_up(ucid)
+    return jsonify(_call_json(ucid))
+
+
+@bp.post("/demo/calls/<ucid>/expire-wrapup")
+def expire_wrapup(ucid: str) -> ResponseReturnValue:
+    _call_json(ucid)
+    _simulator().expire_wrapup(ucid)
+    return jsonify(_call_json(ucid))

@@ -1,0 +1,96 @@
+"""The disposition form, its validation in the agent's words, and cookie-less CSRF."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, SelectField, SubmitField, TextAreaField
+from wtforms.csrf.core import CSRF
+from wtforms.validators import InputRequired, Length, ValidationError
+
+from .cloudagent.outcomes import DISPOSITION_MAX
+
+COMMENTS_MAX = 500
+
+
+class ContextCSRF(CSRF):
+    """CSRF token = HMAC(secret, the page's context token): no session needed.
+
+    A token only validates with the context it was issued for, and the context itself is
+    signed and time-limited, so a token from another panel, another call or a forged page fails.
+    """
+
+    def setup_form(self, form: FlaskForm) -> list:
+        self.context = str(form.meta.csrf_context or "")
+        self.secret = form.meta.csrf_secret
+        return super().setup_form(form)
+
+    def _expected(self) -> str:
+        key = self.secret.encode() if isinstance(self.secret, str) else self.secret
+        return hmac.new(key, b"csrf\0" + self.context.encode(), hashlib.sha256).hexdigest()
+
+    def generate_csrf_token(self, csrf_token_field: object) -> str:
+        return self._expected()
+
+    def validate_csrf_token(self, form: FlaskForm, field: object) -> None:
+        given = getattr(field, "data", None)
+        if not self.context or not isinstance(given, str):
+            raise ValidationError("The panel's security check is missing.")
+        if not hmac.compare_digest(given, self._expected()):
+            raise ValidationError("The panel's security check failed.")
+
+
+class DispositionForm(FlaskForm):
+    class Meta:
+        csrf_class = ContextCSRF
+
+    context = HiddenField()
+    disposition = SelectField(
+        "Disposition",
+        validators=[
+            InputRequired("Choose a disposition."),
+            Length(max=DISPOSITION_MAX, message="That disposition name is too long."),
+        ],
+        validate_choice=False,  # checked in validate_disposition, with our own message
+    )
+    comments = TextAreaField(
+        "Comments",
+        validators=[
+            Length(max=COMMENTS_MAX, message=f"Comments can be at most {COMMENTS_MAX} characters.")
+        ],
+    )
+    pause = BooleanField("Pause after this call")
+    pause_reason = SelectField("Pause reason", validate_choice=False)
+    save = SubmitField("Save disposition")
+
+    def __init__(
+        self,
+        *args: object,
+        dispositions: Sequence[str] | None,
+        pause_reasons: Sequence[str],
+        **kwargs: object,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # None: the list could not be loaded; CloudAgent then judges the name on its own.
+        self.known = None if dispositions is None else set(dispositions)
+        self.disposition.choices = [("", "Choose a disposition")] + [
+            (name, name) for name in dispositions or ()
+        ]
+        self.pause_reason.choices = [("", "Choose a reason")] + [(r, r) for r in pause_reasons]
+        self.reasons = set(pause_reasons)
+
+    def validate_disposition(self, field: SelectField) -> None:
+        if self.known is not None and field.data not in self.known:
+            raise ValidationError("Choose a disposition from the list.")
+
+    def validate_pause_reason(self, field: SelectField) -> None:
+        if not self.pause.data:
+            field.data = ""  # ignored unless pausing
+            return
+        if not field.data:
+            raise ValidationError("Choose a pause reason, or untick Pause after this call.")
+        if field.data not in self.reasons:
+            raise ValidationError("Choose a pause reason from the list.")

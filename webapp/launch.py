@@ -1,0 +1,96 @@
+"""Signed launch links: the URL a CRM puts in the iframe's src.
+
+`GET /disposition?ucid=U&agentID=A&did=D&ts=T&sig=S`, where `sig` is the lowercase hex
+HMAC-SHA256, keyed with WIDGET_LAUNCH_SECRET, of every other parameter sorted by name and
+written `name=value` (decoded), joined by "\\n". Extra parameters the CRM adds are signed too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+REQUIRED = ("ucid", "agentID", "did")
+FUTURE_SKEW = 60  # seconds a link may claim to come from the future (clock drift)
+# A call's identifiers as CloudAgent issues them: short, printable, no spaces or markup.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}")
+_PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+MAX_PARAMS = 32
+MAX_VALUE = 512
+
+
+class LaunchError(Exception):
+    """The link is refused; str() says why, for the log only (never shown with its values)."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    ucid: str
+    agent_id: str
+    did: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def canonical(params: Mapping[str, str]) -> str:
+    """The signed string: every parameter except `sig`, sorted by name, `name=value` lines."""
+    return "\n".join(f"{name}={value}" for name, value in sorted(params.items()) if name != "sig")
+
+
+def sign(params: Mapping[str, str], secret: str) -> str:
+    return hmac.new(secret.encode(), canonical(params).encode(), hashlib.sha256).hexdigest()
+
+
+def signed_query(
+    params: Mapping[str, str], secret: str, now: float | None = None
+) -> dict[str, str]:
+    """`params` plus `ts` (now) and `sig`: what a CRM builds (used by the demo and tests)."""
+    query = dict(params)
+    query["ts"] = str(int(time.time() if now is None else now))
+    query["sig"] = sign(query, secret)
+    return query
+
+
+def verify(
+    items: Iterable[tuple[str, str]],
+    secret: str,
+    *,
+    max_age: int,
+    signing: bool = True,
+    now: float | None = None,
+) -> Launch:
+    """Check a launch query given as (name, value) pairs; raise LaunchError if refused."""
+    params: dict[str, str] = {}
+    for name, value in items:
+        if name in params:
+            raise LaunchError(f"parameter {name!r} given twice")
+        if not _PARAM_NAME.fullmatch(name):
+            raise LaunchError("malformed parameter name")
+        if "\n" in value or "\r" in value or len(value) > MAX_VALUE:
+            raise LaunchError(f"parameter {name!r} has a malformed value")
+        params[name] = value
+    if len(params) > MAX_PARAMS:
+        raise LaunchError("too many parameters")
+
+    if signing:
+        given = params.get("sig", "")
+        if not re.fullmatch(r"[0-9a-f]{64}", given):
+            raise LaunchError("missing or malformed sig")
+        if not hmac.compare_digest(given, sign(params, secret)):
+            raise LaunchError("bad signature")
+        try:
+            ts = int(params.get("ts", ""))
+        except ValueError:
+            raise LaunchError("missing or malformed ts") from None
+        now = time.time() if now is None else now
+        if not now - max_age <= ts <= now + FUTURE_SKEW:
+            raise LaunchError("stale or future ts")
+
+    for name in REQUIRED:
+        if not _IDENTIFIER.fullmatch(params.get(name, "")):
+            raise LaunchError(f"missing or malformed {name}")
+    extra = {k: v for k, v in params.items() if k not in (*REQUIRED, "ts", "sig")}
+    return Launch(params["ucid"], params["agentID"], params["did"], extra)

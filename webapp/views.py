@@ -1,0 +1,146 @@
+"""The agent's panel: open it from a signed launch link, save with htmx, show the outcome."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, current_app, make_response, render_template, request
+from flask.typing import ResponseReturnValue
+
+from . import context
+from .cloudagent import CloudAgentClient, DispositionCache, Outcome
+from .config import Settings
+from .forms import DispositionForm
+from .launch import Launch, LaunchError, verify
+
+log = logging.getLogger("webapp.panel")
+
+bp = Blueprint("panel", __name__)
+
+INVALID = "invalid"
+
+
+def _settings() -> Settings:
+    return current_app.config["WIDGET"]
+
+
+def _form(call: Launch, token: str, formdata: object = None) -> tuple[DispositionForm, bool]:
+    """The form for this call, with the account's dispositions if they can be had."""
+    cache: DispositionCache = current_app.extensions["dispositions"]
+    listing = cache.get(call.agent_id, call.did, call.ucid)
+    kwargs = {} if formdata is None else {"formdata": formdata}
+    form = DispositionForm(
+        meta={"csrf_context": token},
+        data={"context": token},
+        dispositions=listing.names if listing.ok else None,
+        pause_reasons=_settings().pause_reasons,
+        **kwargs,
+    )
+    if not listing.ok:
+        log.warning("dispositions unavailable for did %s: %s", call.did, listing.error.reason)
+    return form, listing.ok
+
+
+def _render_form(call: Launch, token: str, template: str) -> ResponseReturnValue:
+    form, loaded = _form(call, token, formdata=None)
+    return render_template(template, call=call, form=form, loaded=loaded)
+
+
+@bp.get("/disposition")
+def launch() -> ResponseReturnValue:
+    settings = _settings()
+    try:
+        call = verify(
+            request.args.items(multi=True),
+            settings.launch_secret,
+            max_age=settings.launch_max_age,
+            signing=settings.launch_signing,
+        )
+    except LaunchError as refused:
+        # The reason goes to the log only; the page echoes nothing of the link.
+        log.warning("launch refused: %s", refused)
+        return render_template("forbidden.html"), 403
+    return _render_form(call, context.issue(call, settings.secret_key), "panel.html")
+
+
+def _outcome(
+    kind: str, message: str, status: int = 200, *, call: Launch | None = None, **extra: object
+) -> ResponseReturnValue:
+    return (
+        render_template("_outcome.html", kind=kind, message=message, call=call, **extra),
+        status,
+    )
+
+
+def _context() -> tuple[Launch, str]:
+    """The call this request is for, from its signed context; aborts with a fragment if not."""
+    token = request.form.get("context", "")
+    settings = _settings()
+    try:
+        return context.read(token, settings.secret_key, settings.context_max_age), token
+    except context.ContextError as error:
+        log.warning("panel request refused: context %s", error)
+        if error.expired:
+            message = "This panel has expired. Open it again from the CRM; nothing was saved."
+        else:
+            message = "This panel is not valid. Open it again from the CRM; nothing was saved."
+        abort(make_response(_outcome(INVALID, message, 403, clear_errors=True)))
+
+
+@bp.post("/disposition/form")
+def reload_form() -> ResponseReturnValue:
+    """The form again, for the Try again button when the disposition list failed to load."""
+    call, token = _context()
+    return _render_form(call, token, "_form.html")
+
+
+@bp.post("/disposition/save")
+def save() -> ResponseReturnValue:
+    call, token = _context()
+    form, _ = _form(call, token, formdata=request.form)
+    if not form.validate():
+        if form.csrf_token.errors:
+            log.warning("save refused: CSRF token %s", form.csrf_token.errors[0])
+            return _outcome(
+                INVALID,
+                "The panel's security check failed. Open it again from the CRM; nothing was saved.",
+                403,
+                call=call,
+                clear_errors=True,
+            )
+        errors = {name: messages[0] for name, messages in form.errors.items()}
+        return _outcome(
+            INVALID,
+            " ".join(errors.values()),
+            422,
+            call=call,
+            errors=errors,
+            disposition=form.disposition.data,
+        )
+
+    client: CloudAgentClient = current_app.extensions["cloudagent"]
+    outcome: Outcome = client.set_disposition(
+        agent_id=call.agent_id,
+        did=call.did,
+        ucid=call.ucid,
+        disposition=form.disposition.data,
+        comments=form.comments.data or "",
+        pause=bool(form.pause.data),
+        pause_reason=form.pause_reason.data or "",
+    )
+    log.info(
+        "save ucid=%s agent=%s outcome=%s reason=%s upstream=%r",
+        call.ucid,
+        call.agent_id,
+        outcome.kind,
+        outcome.reason,
+        outcome.upstream_text,
+    )
+    return _outcome(
+        outcome.kind,
+        outcome.message,
+        call=call,
+        reason=outcome.reason,
+        disposition=form.disposition.data,
+        clear_errors=True,
+    )
