@@ -20,3 +20,13 @@ preload_app = False
 if not os.environ.get("WIDGET_CLOUDAGENT_USERNAME"):
     # Demo mode keeps the simulator's calls in process memory: one worker must serve them all.
     workers = 1
+
+
+def when_ready(server):
+    if not os.environ.get("WIDGET_CLOUDAGENT_USERNAME"):
+        port = bind.rpartition(":")[2]
+        print(
+            "\n  Demo mode (no WIDGET_CLOUDAGENT_USERNAME): CloudAgent is the built-in simulator."
+            f"\n  Open the demo CRM page: http://localhost:{port}/demo\n",
+            flush=True,
+        )

@@ -53,6 +53,11 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(views.bp)
     if settings.demo:
         app.register_blueprint(demo.bp)
+    if any("*" in origin for origin in settings.frame_ancestors):
+        log.warning(
+            "WIDGET_FRAME_ANCESTORS: entries with '*' may frame the widget but never "
+            "receive its postMessage events, which need exact origins"
+        )
     if not settings.launch_signing:
         log.warning("WIDGET_LAUNCH_SIGNING=off: launch links are NOT verified")
     return app

@@ -31,7 +31,6 @@ def secure_headers(response: Response) -> Response:
     # The launch query (ucid, agent, signature) must not leak to anything the page loads.
     headers["Referrer-Policy"] = "no-referrer"
     headers["X-Content-Type-Options"] = "nosniff"
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers.setdefault("Cache-Control", "no-store")
     return response
 

@@ -10,11 +10,10 @@ from .app import create_app
 from .state import Simulator
 
 
-class SimulatorServer:
-    """A running simulator: its state, its base URL, and a way to stop it."""
+class ServerThread:
+    """A WSGI server running in a background thread: its base URL, and a way to stop it."""
 
-    def __init__(self, simulator: Simulator, server: BaseWSGIServer) -> None:
-        self.simulator = simulator
+    def __init__(self, server: BaseWSGIServer) -> None:
         self.server = server
         self.url = f"http://{server.host}:{server.port}"
         # A short poll interval lets stop() return at once (tests start and stop many).
@@ -27,6 +26,14 @@ class SimulatorServer:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(5)
+
+
+class SimulatorServer(ServerThread):
+    """A running simulator: its state as well as its server."""
+
+    def __init__(self, simulator: Simulator, server: BaseWSGIServer) -> None:
+        super().__init__(server)
+        self.simulator = simulator
 
 
 def start_server(

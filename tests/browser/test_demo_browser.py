@@ -1,0 +1,51 @@
+"""The demo of `make run`: a CRM page on localhost framing the widget from 127.0.0.1."""
+
+import pytest
+from werkzeug.serving import make_server
+
+from webapp import create_app
+from webapp.simulator.server import ServerThread
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def demo(tmp_path):
+    holder = {}
+    server = make_server(
+        "127.0.0.1", 0, lambda env, start: holder["app"](env, start), threaded=True
+    )
+    holder["app"] = create_app(
+        {"WIDGET_DATA_DIR": str(tmp_path), "WIDGET_BIND": f"127.0.0.1:{server.port}"}
+    )
+    running = ServerThread(server)
+    yield running, holder["app"]
+    running.stop()
+
+
+def test_the_demo_page_frames_the_widget_from_another_site(browser, demo, shoot):
+    running, app = demo
+    context = browser.new_context(viewport={"width": 1000, "height": 760})
+    page = context.new_page()
+    try:
+        page.goto(running.url + "/")  # 127.0.0.1: redirected to the localhost CRM page
+        assert page.url.startswith("http://localhost:")
+        widget = page.frame_locator("#widget")
+        widget.get_by_label("Disposition", exact=True).select_option("Sale closed")
+        widget.get_by_role("button", name="Save disposition").click()
+        widget.locator('[data-outcome="queued"]').wait_for()
+        events = page.locator("#events li")
+        events.first.wait_for()
+        assert '"outcome":"queued"' in events.first.inner_text()
+
+        page.get_by_role("button", name="Hang up").click()
+        page.locator("#call-state", has_text="wrapup").wait_for()
+        assert page.locator("#call-disposition").inner_text() == "Sale closed"
+        shoot(page, "demo-crm-page")
+
+        page.get_by_role("button", name="New call").click()
+        page.locator("#call-state", has_text="live").wait_for()
+        widget.get_by_role("button", name="Save disposition").wait_for()
+        assert widget.get_by_role("status").inner_text() == ""
+    finally:
+        context.close()

@@ -1,0 +1,243 @@
+"""The panel in a real browser, framed by a CRM page on another site, used by its accessible
+names as an agent would."""
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+
+from ..conftest import DID
+
+pytestmark = pytest.mark.browser
+
+
+def open_call(page, sites, ucid, **query):
+    params = "&".join(f"{k}={v}" for k, v in ({"ucid": ucid} | query).items())
+    page.goto(f"{sites.crm}/call?{params}")
+    frame = page.frame_locator("#widget")
+    frame.get_by_role("button", name="Save disposition").wait_for()
+    return frame
+
+
+def outcome(frame):
+    element = frame.get_by_role("status").locator("[data-outcome]")
+    element.wait_for()
+    return element.get_attribute("data-outcome"), element.inner_text()
+
+
+def received(page, count=1):
+    page.wait_for_function(f"window.received.length >= {count}")
+    return page.evaluate("window.received")
+
+
+def choose(frame, disposition="Interested", comments=None):
+    frame.get_by_label("Disposition", exact=True).select_option(disposition)
+    if comments is not None:
+        frame.get_by_label("Comments").fill(comments)
+
+
+def test_save_while_live_is_queued_and_the_host_page_is_told(page, sites, simulator):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    choose(frame, comments="Wants a brochure")
+    frame.get_by_role("button", name="Save disposition").click()
+    kind, text = outcome(frame)
+    assert kind == "queued" and "when the call ends" in text
+    assert simulator.get_call(call.ucid).queued == "Interested"
+
+    (message,) = received(page)
+    assert message["origin"] == sites.widget
+    assert message["data"] == {
+        "type": "cloudagent-disposition",
+        "version": 1,
+        "outcome": "queued",
+        "ucid": call.ucid,
+        "disposition": "Interested",
+        "message": text,
+    }
+    assert not page.errors
+
+
+def test_hang_up_then_save_is_saved_and_a_second_save_already_disposed(page, sites, simulator):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    simulator.hang_up(call.ucid)
+    choose(frame, "Sale closed")
+    save = frame.get_by_role("button", name="Save disposition")
+    save.click()
+    assert outcome(frame)[0] == "saved"
+    save.click()
+    frame.locator('[data-outcome="already_disposed"]').wait_for()
+    assert [m["data"]["outcome"] for m in received(page, 2)] == ["saved", "already_disposed"]
+
+
+def test_pausing_without_a_reason_is_blocked_in_the_browser_and_on_the_server(
+    page, sites, simulator
+):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    choose(frame)
+    reason = frame.get_by_label("Pause reason")
+    assert not reason.is_visible()
+    frame.get_by_label("Pause after this call").check()
+    assert reason.is_visible()
+    frame.get_by_role("button", name="Save disposition").click()
+    assert reason.evaluate("el => el.matches(':invalid')")
+    page.wait_for_timeout(300)
+    assert simulator.get_call(call.ucid).attempts == []
+    assert frame.get_by_role("status").inner_text() == ""
+
+    # Bypass the browser's check: the server refuses it too, beside the field.
+    reason.evaluate("el => el.removeAttribute('required')")
+    frame.get_by_role("button", name="Save disposition").click()
+    kind, text = outcome(frame)
+    assert kind == "invalid" and "pause reason" in text
+    error = frame.locator("#pause_reason-error")
+    assert "Choose a pause reason" in error.inner_text()
+    assert reason.get_attribute("aria-invalid") == "true"
+    assert simulator.get_call(call.ucid).attempts == []
+
+    reason.select_option("Lunch")
+    frame.get_by_role("button", name="Save disposition").click()
+    frame.locator('[data-outcome="queued"]').wait_for()
+    assert error.inner_text() == ""
+    assert reason.get_attribute("aria-invalid") is None
+
+
+def test_an_agent_not_on_the_call_is_rejected(page, sites, simulator):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid, agent="agent2")
+    choose(frame)
+    frame.get_by_role("button", name="Save disposition").click()
+    kind, text = outcome(frame)
+    assert kind == "rejected" and "not on this call" in text
+
+
+def test_upstream_down_is_unavailable_and_the_form_is_kept(page, sites, simulator, monkeypatch):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    choose(frame, "Call back later", comments="Call after 6 pm")
+    monkeypatch.setattr(sites.widget_app.extensions["cloudagent"], "base_url", "http://127.0.0.1:9")
+    frame.get_by_role("button", name="Save disposition").click()
+    kind, _ = outcome(frame)
+    assert kind == "unavailable"
+    assert frame.get_by_label("Disposition", exact=True).input_value() == "Call back later"
+    assert frame.get_by_label("Comments").input_value() == "Call after 6 pm"
+    assert frame.get_by_role("button", name="Save disposition").is_enabled()
+
+
+def test_our_server_unreachable_says_the_result_is_unknown(page, sites, simulator):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    choose(frame)
+    page.route("**/disposition/save", lambda route: route.abort())
+    frame.get_by_role("button", name="Save disposition").click()
+    kind, text = outcome(frame)
+    assert kind == "unavailable" and "Result unknown" in text
+    assert received(page)[0]["data"]["outcome"] == "unavailable"
+
+
+def test_the_button_is_disabled_while_saving(page, sites, simulator):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    choose(frame)
+    simulator.set_latency(0.6)
+    save = frame.get_by_role("button", name="Save disposition")
+    save.click()
+    assert save.is_disabled()
+    save.click(force=True, timeout=1000, no_wait_after=True)  # a second click does nothing
+    outcome(frame)
+    assert save.is_enabled()
+    assert len(simulator.get_call(call.ucid).attempts) == 1
+
+
+def test_a_tampered_link_gets_the_403_page(page, sites, simulator):
+    call = simulator.start_call("agent1", DID)
+    page.goto(f"{sites.crm}/call?ucid={call.ucid}&tamper=1")
+    frame = page.frame_locator("#widget")
+    frame.get_by_role("heading", name="This link is not valid").wait_for()
+    assert simulator.get_call(call.ucid).attempts == []
+
+
+def test_the_keyboard_path_reaches_every_control_and_enter_saves(page, sites, simulator):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    frame.get_by_label("Disposition", exact=True).focus()
+    order = []
+    for _ in range(5):
+        order.append(frame.locator(":focus").get_attribute("id"))
+        if order[-1] == "pause":
+            page.keyboard.press("Space")  # tick it: the pause reason joins the path
+        page.keyboard.press("Tab")
+    assert order == ["disposition", "comments", "pause", "pause_reason", "save"]
+
+    frame.get_by_label("Disposition", exact=True).focus()
+    page.keyboard.press("ArrowDown")  # first real disposition
+    frame.get_by_label("Pause reason").focus()
+    page.keyboard.press("ArrowDown")
+    frame.get_by_role("button", name="Save disposition").focus()
+    page.keyboard.press("Enter")
+    assert outcome(frame)[0] == "queued"
+    request = simulator.get_call(call.ucid).attempts[-1].request
+    assert (request.disposition, request.pause_reason) == ("Interested", "Break")
+
+
+def test_ctrl_enter_in_comments_saves(page, sites, simulator):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    choose(frame)
+    frame.get_by_label("Comments").press_sequentially("Done")
+    frame.get_by_label("Comments").press("Control+Enter")
+    assert outcome(frame)[0] == "queued"
+    assert simulator.get_call(call.ucid).attempts[-1].request.comments == "Done"
+
+
+# -- accessibility and screenshots: the panel alone, as wide as a CRM side bar ---------------
+
+
+STATES = {
+    "idle": None,
+    "queued": lambda sim, ucid: None,
+    "saved": lambda sim, ucid: sim.hang_up(ucid),
+    "already_disposed": lambda sim, ucid: sim.expire_wrapup(ucid),
+    "rejected": "agent2",
+    "unavailable": "down",
+    "invalid": "no-choice",
+}
+
+
+@pytest.mark.parametrize("width", [320, 480])
+@pytest.mark.parametrize("state", list(STATES))
+def test_every_state_is_accessible_and_fits_a_narrow_side_bar(
+    browser, sites, simulator, monkeypatch, shoot, state, width
+):
+    context = browser.new_context(viewport={"width": width, "height": 640})
+    page = context.new_page()
+    try:
+        call = simulator.start_call("agent1", DID)
+        agent = "agent2" if STATES[state] == "agent2" else "agent1"
+        page.goto(f"{sites.crm}/call?ucid={call.ucid}&agent={agent}&width={width}")
+        frame_element = page.locator("#widget")
+        frame = page.frame_locator("#widget")
+        frame.get_by_role("button", name="Save disposition").wait_for()
+        if state != "idle":
+            if STATES[state] != "no-choice":
+                choose(frame, comments="Customer asked for a call back next week.")
+            if callable(STATES[state]):
+                STATES[state](simulator, call.ucid)
+            if STATES[state] == "down":
+                monkeypatch.setattr(
+                    sites.widget_app.extensions["cloudagent"], "base_url", "http://127.0.0.1:9"
+                )
+            if STATES[state] == "no-choice":
+                frame.locator("#disposition").evaluate("el => el.removeAttribute('required')")
+            frame.get_by_role("button", name="Save disposition").click()
+            assert outcome(frame)[0] == state
+        widget = frame_element.element_handle().content_frame()  # the panel's own document
+        violations = Axe().run(widget)
+        assert violations.violations_count == 0, violations.generate_report()
+        overflow = widget.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"horizontal scroll of {overflow}px at {width}px"
+        shoot(frame_element, f"panel-{width}-{state}")
+    finally:
+        context.close()
