@@ -12,8 +12,12 @@ threads = int(os.environ.get("WIDGET_THREADS", "16"))
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-accesslog = "-"
+# The app logs one structured line per request itself, without the query string (launch links
+# carry a signature and call identifiers), so gunicorn's access log stays off.
+accesslog = None
 errorlog = "-"
+# The runtime control socket is one fixed path per user: several masters on a host would fight.
+control_socket_disable = True
 # Each worker builds its own app: one requests.Session and SQLite connection per process.
 preload_app = False
 

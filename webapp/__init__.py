@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import assets, demo, errors, security, views
+from . import assets, demo, errors, health, security, views
 from .cloudagent import CloudAgentClient, DispositionCache, SqliteTokenStore, make_session
 from .config import Settings, load_settings
 from .forms import COMMENTS_MAX
@@ -41,6 +41,10 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         account=app.extensions["cloudagent"].account,
         ttl=settings.dispositions_ttl,
     )
+    readiness = {}
+    if app.extensions["cloudagent"].token_store is not None:
+        readiness["token_store"] = app.extensions["cloudagent"].token_store.ping
+    app.extensions["readiness"] = readiness
     app.extensions["assets"] = assets.build_manifest(ROOT / "static")
     app.jinja_env.globals.update(
         asset_url=assets.asset_url,
@@ -50,6 +54,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     errors.init_app(app)
     security.init_app(app)
     app.register_blueprint(assets.bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(views.bp)
     if settings.demo:
         app.register_blueprint(demo.bp)

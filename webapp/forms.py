@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, SelectField, SubmitField, TextAreaField
+from wtforms import BooleanField, Field, HiddenField, SelectField, SubmitField, TextAreaField
 from wtforms.csrf.core import CSRF
 from wtforms.validators import InputRequired, Length, ValidationError
 
 from .cloudagent.outcomes import DISPOSITION_MAX
 
 COMMENTS_MAX = 500
+# Characters CloudAgent is sent in free text: anything printable, plus line breaks and tabs.
+_UNPRINTABLE = re.compile(r"[^\t\n\r\x20-\x7e\xa0-\U0010ffff]|[\u2028\u2029\ufeff\ufff0-\uffff]")
+
+
+def _printable(message: str) -> Callable[[object, Field], None]:
+    def check(form: object, field: Field) -> None:
+        if field.data and _UNPRINTABLE.search(field.data):
+            raise ValidationError(message)
+
+    return check
 
 
 class ContextCSRF(CSRF):
@@ -53,13 +64,15 @@ class DispositionForm(FlaskForm):
         validators=[
             InputRequired("Choose a disposition."),
             Length(max=DISPOSITION_MAX, message="That disposition name is too long."),
+            _printable("Choose a disposition from the list."),
         ],
         validate_choice=False,  # checked in validate_disposition, with our own message
     )
     comments = TextAreaField(
         "Comments",
         validators=[
-            Length(max=COMMENTS_MAX, message=f"Comments can be at most {COMMENTS_MAX} characters.")
+            Length(max=COMMENTS_MAX, message=f"Comments can be at most {COMMENTS_MAX} characters."),
+            _printable("Comments contain a control character that cannot be saved; remove it."),
         ],
     )
     pause = BooleanField("Pause after this call")

@@ -63,6 +63,8 @@ def token_expiry(token: str, now: float) -> float:
 
 
 class TokenStore(Protocol):
+    def ping(self) -> None: ...
+
     def current(self, account: str) -> Token | None: ...
 
     def replace(self, account: str, refused: str | None, mint: Callable[[], Token]) -> Token:
@@ -111,6 +113,10 @@ class SqliteTokenStore:
             conn.execute("PRAGMA journal_mode=WAL")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
+
+    def ping(self) -> None:
+        """Raise if the store cannot be read (readiness probe)."""
+        self._connect().execute("SELECT COUNT(*) FROM tokens").fetchone()
 
     def current(self, account: str) -> Token | None:
         row = (
