@@ -43,19 +43,28 @@ def test_the_store_file_is_private(token_store):
     assert stat.S_IMODE(os.stat(token_store.path).st_mode) == 0o600
 
 
-def test_a_mint_whose_answer_was_lost_uses_budget_and_a_refused_one_does_not(tmp_path):
-    store = SqliteTokenStore(tmp_path / "t.sqlite3")
-
-    def refused():
-        raise MintFailed("Invalid userName or apiKey")
+def test_failed_mints_use_budget_but_bad_credentials_only_hold_back(tmp_path):
+    clock = Clock()
+    store = SqliteTokenStore(tmp_path / "t.sqlite3", clock=clock)
 
     def lost():
-        raise MintFailed("lost_answer", counted=True)
+        raise MintFailed("lost_answer")
 
-    for mint in (refused, lost):
-        with pytest.raises(MintFailed):
-            store.replace("acme", None, mint)
+    def refused():
+        raise MintFailed("Invalid userName or apiKey", counted=False)
+
+    with pytest.raises(MintFailed):
+        store.replace("acme", None, lost)
     assert store.mints_in_window("acme") == 1
+    with pytest.raises(MintFailed):
+        store.replace("acme", None, refused)
+    assert store.mints_in_window("acme") == 1
+    with pytest.raises(MintBudgetExhausted, match="cooldown"):
+        store.replace("acme", None, lost)  # not even tried for a while
+    clock.now += 31
+    with pytest.raises(MintFailed):
+        store.replace("acme", None, lost)
+    assert store.mints_in_window("acme") == 2
     assert store.current("acme") is None
 
 
@@ -162,3 +171,20 @@ def test_a_token_near_expiry_is_refreshed_before_it_is_refused(upstream, tmp_pat
     stats = sim.stats()
     assert stats["mints"]["demo"] == 2
     assert stats["requests"]["Set"] == 2  # nothing was refused on the way
+
+
+def test_a_mint_storm_never_makes_more_than_ten_attempts_an_hour(client, simulator):
+    """An outside party keeps minting (so ours is always invalid, and CloudAgent's own limit
+    is soon hit): whatever CloudAgent answers, we ask it for a token at most 10 times."""
+    call = simulator.start_call("agent1", DID)
+    kinds = []
+    for _ in range(30):
+        simulator.rotate_token("demo")
+        outcome = client.set_disposition(
+            agent_id="agent1", did=DID, ucid=call.ucid, disposition="Interested"
+        )
+        kinds.append((outcome.kind, outcome.reason))
+    assert simulator.stats()["requests"]["generateToken"] == 10
+    assert kinds[-1] == ("unavailable", "mint_budget")
+    assert set(kinds) <= {("queued", "queued"), ("unavailable", "mint_budget"),
+                          ("unavailable", "mint_failed")}  # fmt: skip

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import assets, demo, errors, health, security, views
+from . import assets, audit_cli, demo, errors, health, logs, security, views
+from .audit import AuditLog, sqlite_url
 from .cloudagent import CloudAgentClient, DispositionCache, SqliteTokenStore, make_session
 from .config import Settings, load_settings
 from .forms import COMMENTS_MAX
+from .ratelimit import SqliteRateLimiter
 
 log = logging.getLogger("webapp")
 
@@ -34,14 +36,28 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     settings = load_settings(env, instance_path=app.instance_path)
     if settings.demo:
         settings = _start_demo_upstream(app, settings)
-    app.config.update(SECRET_KEY=settings.secret_key, WIDGET=settings)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        WIDGET=settings,
+        # A save is a few hundred bytes: anything much larger is not an agent's form.
+        MAX_CONTENT_LENGTH=16 * 1024,
+        MAX_FORM_PARTS=50,
+    )
+    logs.init_app(app)
     app.extensions["cloudagent"] = _make_client(settings)
+    app.extensions["audit"] = AuditLog(sqlite_url(settings.data_dir))
+    app.extensions["save_limiter"] = SqliteRateLimiter(
+        settings.data_dir / "ratelimit.sqlite3", limit=settings.saves_per_minute, window=60
+    )
     app.extensions["dispositions"] = DispositionCache(
         app.extensions["cloudagent"].fetch_dispositions,
         account=app.extensions["cloudagent"].account,
         ttl=settings.dispositions_ttl,
     )
-    readiness = {}
+    readiness = {
+        "audit_log": app.extensions["audit"].ping,
+        "rate_limits": app.extensions["save_limiter"].ping,
+    }
     if app.extensions["cloudagent"].token_store is not None:
         readiness["token_store"] = app.extensions["cloudagent"].token_store.ping
     app.extensions["readiness"] = readiness
@@ -58,6 +74,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(views.bp)
     if settings.demo:
         app.register_blueprint(demo.bp)
+    app.cli.add_command(audit_cli.audit)
     if any("*" in origin for origin in settings.frame_ancestors):
         log.warning(
             "WIDGET_FRAME_ANCESTORS: entries with '*' may frame the widget but never "
@@ -81,6 +98,7 @@ def _make_client(settings: Settings) -> CloudAgentClient:
         session=make_session(),
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        on_call=logs.record_upstream,
     )
 
 

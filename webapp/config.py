@@ -41,6 +41,7 @@ class Settings:
     connect_timeout: float
     read_timeout: float
     dispositions_ttl: float
+    saves_per_minute: int
     demo: bool
 
     @property
@@ -153,5 +154,6 @@ def load_settings(
         connect_timeout=_number(env, "WIDGET_CLOUDAGENT_CONNECT_TIMEOUT", 3.05, low=0.1, high=60),
         read_timeout=_number(env, "WIDGET_CLOUDAGENT_READ_TIMEOUT", 10, low=0.1, high=120),
         dispositions_ttl=_number(env, "WIDGET_DISPOSITIONS_TTL", 300, low=0, high=86400),
+        saves_per_minute=int(_number(env, "WIDGET_SAVES_PER_MINUTE", 30, low=1, high=10000)),
         demo=demo,
     )

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import replace
 
-from flask import Blueprint, abort, current_app, make_response, render_template, request
+from flask import Blueprint, abort, current_app, g, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 
 from . import context
-from .cloudagent import CloudAgentClient, DispositionCache, Outcome
+from .audit import UNKNOWN, Attempt, AuditLog
+from .cloudagent import (
+    ALREADY_DISPOSED,
+    SAVED,
+    UNAVAILABLE,
+    CloudAgentClient,
+    DispositionCache,
+    Outcome,
+)
 from .config import Settings
 from .forms import DispositionForm
 from .launch import Launch, LaunchError, verify
+from .logs import annotate
 
 log = logging.getLogger("webapp.panel")
 
@@ -97,10 +108,27 @@ def reload_form() -> ResponseReturnValue:
 @bp.post("/disposition/save")
 def save() -> ResponseReturnValue:
     call, token = _context()
+    annotate(agent=call.agent_id, ucid=call.ucid)
+    wait = current_app.extensions["save_limiter"].hit(f"save:{call.agent_id}")
+    if wait:
+        annotate(outcome="unavailable", reason="rate_limited")
+        seconds = max(1, round(wait))
+        response = make_response(
+            _outcome(
+                UNAVAILABLE,
+                f"Too many saves in a short time. Nothing was sent: save again in {seconds} s.",
+                429,
+                call=call,
+            )
+        )
+        response.headers["Retry-After"] = str(seconds)
+        return response
+
     form, _ = _form(call, token, formdata=request.form)
     if not form.validate():
         if form.csrf_token.errors:
             log.warning("save refused: CSRF token %s", form.csrf_token.errors[0])
+            annotate(outcome=INVALID, reason="csrf")
             return _outcome(
                 INVALID,
                 "The panel's security check failed. Open it again from the CRM; nothing was saved.",
@@ -109,6 +137,7 @@ def save() -> ResponseReturnValue:
                 clear_errors=True,
             )
         errors = {name: messages[0] for name, messages in form.errors.items()}
+        annotate(outcome=INVALID, reason="form", fields=sorted(errors))
         return _outcome(
             INVALID,
             " ".join(errors.values()),
@@ -118,24 +147,8 @@ def save() -> ResponseReturnValue:
             disposition=form.disposition.data,
         )
 
-    client: CloudAgentClient = current_app.extensions["cloudagent"]
-    outcome: Outcome = client.set_disposition(
-        agent_id=call.agent_id,
-        did=call.did,
-        ucid=call.ucid,
-        disposition=form.disposition.data,
-        comments=form.comments.data or "",
-        pause=bool(form.pause.data),
-        pause_reason=form.pause_reason.data or "",
-    )
-    log.info(
-        "save ucid=%s agent=%s outcome=%s reason=%s upstream=%r",
-        call.ucid,
-        call.agent_id,
-        outcome.kind,
-        outcome.reason,
-        outcome.upstream_text,
-    )
+    outcome = _record_and_send(call, form)
+    annotate(outcome=outcome.kind, reason=outcome.reason)
     return _outcome(
         outcome.kind,
         outcome.message,
@@ -143,4 +156,66 @@ def save() -> ResponseReturnValue:
         reason=outcome.reason,
         disposition=form.disposition.data,
         clear_errors=True,
+    )
+
+
+def _record_and_send(call: Launch, form: DispositionForm) -> Outcome:
+    """Write the attempt to the audit log, call CloudAgent, complete the row."""
+    audit: AuditLog = current_app.extensions["audit"]
+    client: CloudAgentClient = current_app.extensions["cloudagent"]
+    disposition = form.disposition.data
+    pause = bool(form.pause.data)
+    entry = audit.begin(
+        Attempt(
+            agent=call.agent_id,
+            ucid=call.ucid,
+            did=call.did,
+            disposition=disposition,
+            pause=pause,
+            pause_reason=form.pause_reason.data or "",
+            request_id=g.get("request_id"),
+        )
+    )
+    started = time.perf_counter()
+    outcome = client.set_disposition(
+        agent_id=call.agent_id,
+        did=call.did,
+        ucid=call.ucid,
+        disposition=disposition,
+        comments=form.comments.data or "",
+        pause=pause,
+        pause_reason=form.pause_reason.data or "",
+    )
+    latency = (time.perf_counter() - started) * 1000
+    if outcome.kind == ALREADY_DISPOSED:
+        earlier = audit.last_unknown(call.ucid, call.agent_id, entry)
+        outcome = _after_lost_answer(outcome, earlier, disposition)
+    audit.finish(
+        entry,
+        outcome=UNKNOWN if outcome.reason == "lost_answer" else outcome.kind,
+        reason=outcome.reason,
+        upstream_status=outcome.upstream_status,
+        upstream_text=outcome.upstream_text,
+        latency_ms=latency,
+    )
+    return outcome
+
+
+def _after_lost_answer(outcome: Outcome, earlier: str | None, tried: str = "") -> Outcome:
+    """'Already disposed' right after a save whose answer was lost most likely means that
+    save went through: say so rather than report a failure."""
+    if earlier is None:
+        return outcome
+    if earlier == tried:
+        return replace(
+            outcome,
+            kind=SAVED,
+            reason="saved_earlier",
+            message="Your earlier save went through: CloudAgent already has this disposition.",
+        )
+    return replace(
+        outcome,
+        reason="saved_earlier_other",
+        message=f"This call already has a disposition, most likely your earlier save of "
+        f"“{earlier}”, whose answer was lost. Nothing was changed.",
     )

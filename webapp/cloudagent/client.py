@@ -79,7 +79,9 @@ class CloudAgentClient:
         connect_timeout: float = 3.05,
         read_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        on_call: Callable[[str, float, int | None], None] | None = None,
     ) -> None:
+        """`on_call(action, milliseconds, http_status or None)` is told of every upstream call."""
         if auth not in ("token", "apikey"):
             raise ValueError(f"auth must be 'token' or 'apikey', not {auth!r}")
         if auth == "token" and token_store is None:
@@ -92,6 +94,7 @@ class CloudAgentClient:
         self.session = session or make_session()
         self.timeout = (connect_timeout, read_timeout)
         self.clock = clock
+        self.on_call = on_call
         self.account = f"{self.base_url}|{username}"
         self._token: Token | None = None  # this process's copy of the shared token
 
@@ -185,6 +188,20 @@ class CloudAgentClient:
         self, action: str, path: str, body: dict[str, str], headers: dict[str, str]
     ) -> Reply | Outcome:
         started = time.perf_counter()
+        result = self._send(action, path, body, headers, started)
+        if self.on_call is not None:
+            status = result.http_status if isinstance(result, Reply) else None
+            self.on_call(action, (time.perf_counter() - started) * 1000, status)
+        return result
+
+    def _send(
+        self,
+        action: str,
+        path: str,
+        body: dict[str, str],
+        headers: dict[str, str],
+        started: float,
+    ) -> Reply | Outcome:
         try:
             response = self.session.post(
                 self.base_url + path, json=body, headers=headers, timeout=self.timeout
@@ -229,10 +246,13 @@ class CloudAgentClient:
             return stored
         try:
             self._token = self.token_store.replace(self.account, refused, self._mint)
-        except MintBudgetExhausted:
+        except MintBudgetExhausted as held:
             log.error(
-                "cloudagent: token mint budget spent for %s; not minting until the hour frees",
+                "cloudagent: not minting a token for %s: %s",
                 self.username,
+                "10 attempts this hour already"
+                if str(held) == "budget"
+                else "a failure under a minute ago",
             )
             return _unavailable(
                 "The disposition service is busy signing in to CloudAgent. "
@@ -258,10 +278,14 @@ class CloudAgentClient:
         )
         if isinstance(reply, Outcome):
             # A lost answer may still have minted (and so killed the old token).
-            raise MintFailed(reply.reason, counted=reply.reason == "lost_answer")
+            # Never reached CloudAgent: nothing to count against its limit.
+            raise MintFailed(reply.reason, counted=reply.reason != "unreachable")
         token = (reply.body or {}).get("token")
         if not isinstance(token, str) or not token.strip():
-            raise MintFailed(f"http={reply.http_status} message={reply.text!r}")
+            refused = reply.text.lower() in ("invalid username or apikey", "username is null")
+            raise MintFailed(
+                f"http={reply.http_status} message={reply.text!r}", counted=not refused
+            )
         log.info("cloudagent: minted a new token for %s", self.username)
         token = token.strip()
         return Token(token, token_expiry(token, self.clock()))

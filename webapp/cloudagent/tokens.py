@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Protocol
 
 TOKEN_LIFETIME = 3600.0  # CloudAgent's documented lifetime, used when a token's exp is unreadable
-MINT_BUDGET = 10  # mints allowed per account in any rolling MINT_WINDOW
+MINT_BUDGET = 10  # mint attempts allowed per account in any rolling MINT_WINDOW
 MINT_WINDOW = 3600.0
 REFRESH_MARGIN = 120.0  # replace a token this long before it expires
+COOLDOWN = 30.0  # no new attempt this long after an uncounted failure
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,19 @@ class Token:
 
 
 class MintBudgetExhausted(Exception):
-    """The account's mint budget is spent; no mint was attempted."""
+    """No mint was attempted: the budget is spent (str "budget"), or a recent uncounted failure
+    holds attempts back (str "cooldown")."""
 
 
 class MintFailed(Exception):
-    """Generate Token did not give a token. `counted` is True when CloudAgent may have minted
-    one anyway (the answer was lost), so the attempt uses up budget."""
+    """Generate Token did not give a token.
 
-    def __init__(self, message: str, *, counted: bool = False) -> None:
+    A failed attempt uses up budget (CloudAgent may have minted anyway, or may count refused
+    attempts against its limit) unless `counted=False`: refused for bad credentials, or never
+    reached CloudAgent. Those only hold further attempts back for COOLDOWN, so a wrong API key
+    or an outage neither hammers CloudAgent nor locks the account out for an hour."""
+
+    def __init__(self, message: str, *, counted: bool = True) -> None:
         super().__init__(message)
         self.counted = counted
 
@@ -100,7 +106,8 @@ class SqliteTokenStore:
                 CREATE TABLE IF NOT EXISTS tokens (
                     account TEXT PRIMARY KEY, token TEXT NOT NULL,
                     expires_at REAL NOT NULL, minted_at REAL NOT NULL);
-                CREATE TABLE IF NOT EXISTS mints (account TEXT NOT NULL, at REAL NOT NULL);
+                CREATE TABLE IF NOT EXISTS mint_attempts (
+                    account TEXT NOT NULL, at REAL NOT NULL, counted INTEGER NOT NULL);
                 """
             )
         os.chmod(self.path, 0o600)  # it holds a live credential
@@ -127,10 +134,23 @@ class SqliteTokenStore:
         return Token(row[0], row[1]) if row else None
 
     def mints_in_window(self, account: str) -> int:
-        since = self.clock() - self.window
+        """Attempts that use up budget in the current window."""
         return (
             self._connect()
-            .execute("SELECT COUNT(*) FROM mints WHERE account = ? AND at > ?", (account, since))
+            .execute(
+                "SELECT COUNT(*) FROM mint_attempts WHERE account = ? AND at > ? AND counted",
+                (account, self.clock() - self.window),
+            )
+            .fetchone()[0]
+        )
+
+    def _cooling_down(self, account: str) -> bool:
+        return bool(
+            self._connect()
+            .execute(
+                "SELECT COUNT(*) FROM mint_attempts WHERE account = ? AND at > ? AND NOT counted",
+                (account, self.clock() - COOLDOWN),
+            )
             .fetchone()[0]
         )
 
@@ -154,15 +174,18 @@ class SqliteTokenStore:
         if stored and stored.value != refused and stored.fresh(now):
             return stored  # someone else minted while we waited
         if self.mints_in_window(account) >= self.budget:
-            raise MintBudgetExhausted(account)
+            raise MintBudgetExhausted("budget")
+        if self._cooling_down(account):
+            raise MintBudgetExhausted("cooldown")
         try:
             token = mint()
         except MintFailed as failure:
-            if failure.counted:
-                db.execute("INSERT INTO mints VALUES (?, ?)", (account, now))
+            db.execute(
+                "INSERT INTO mint_attempts VALUES (?, ?, ?)", (account, now, failure.counted)
+            )
             raise
-        db.execute("INSERT INTO mints VALUES (?, ?)", (account, now))
-        db.execute("DELETE FROM mints WHERE at <= ?", (now - self.window,))
+        db.execute("INSERT INTO mint_attempts VALUES (?, ?, 1)", (account, now))
+        db.execute("DELETE FROM mint_attempts WHERE at <= ?", (now - self.window,))
         db.execute(
             "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?)",
             (account, token.value, token.expires_at, now),

@@ -4,6 +4,7 @@
 """
 
 from .app import create_app
+from .faults import Fault
 from .state import Account, Call, Simulator
 
-__all__ = ["Account", "Call", "Simulator", "create_app"]
+__all__ = ["Account", "Call", "Fault", "Simulator", "create_app"]

@@ -85,10 +85,21 @@ def generate_token(sim: Simulator, headers: Mapping[str, str], body: object) -> 
 # --- Set/Get Disposition ----------------------------------------------------------------------
 
 
+def disposition_kind(body: object) -> str:
+    """The request kind a disposition body counts as: "get", "Set" or "other"."""
+    if not isinstance(body, dict):
+        return "other"
+    return {"get": "get", "set": "Set"}.get((_field(body, "action") or "").lower(), "other")
+
+
+def username_of(body: object) -> str:
+    return (_field(body, "userName") or "") if isinstance(body, dict) else ""
+
+
 def disposition(sim: Simulator, headers: Mapping[str, str], body: object) -> Response:
     if not isinstance(body, dict):
         return _invalid_body()
-    kind = {"get": "get", "set": "Set"}.get((_field(body, "action") or "").lower(), "other")
+    kind = disposition_kind(body)
     sim.count_request(kind)
     account, error = _authenticate(sim, headers, body)
     if error is not None:

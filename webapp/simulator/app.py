@@ -1,15 +1,21 @@
-"""Flask app serving the simulator: CloudAgent's two endpoints plus the /sim/ control API."""
+"""Flask app serving the simulator: CloudAgent's two endpoints plus the /sim/ control API.
+
+Each API request first takes the next matching fault, if any (see `faults`), then sleeps the
+latency setting, then is answered normally or as the fault says.
+"""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from . import api
+from . import api, faults
 from .control import control, current_simulator
+from .faults import Fault
 from .state import Simulator
 
 
@@ -34,18 +40,49 @@ def _simulator_from_env() -> Simulator:
     )
 
 
-def _answer(handler: api.Handler) -> ResponseReturnValue:
+def _answer(handler: api.Handler, kind_of: Callable[[object], str]) -> ResponseReturnValue:
     sim = current_simulator()
-    if sim.latency > 0:
-        time.sleep(sim.latency)  # outside the lock, so slow answers still overlap
     # force=True: parse whatever the content type; a non-JSON body becomes None -> 400.
-    status, body = handler(sim, request.headers, request.get_json(force=True, silent=True))
-    return jsonify(body), status
+    body = request.get_json(force=True, silent=True)
+    kind = kind_of(body)
+    fault = sim.take_fault(kind)  # taken on arrival, so faults go to requests in their order
+    _sleep(sim.latency)  # outside the lock, so slow answers still overlap
+    if fault is None:
+        status, answer = handler(sim, request.headers, body)
+        return jsonify(answer), status
+    return _faulty_answer(sim, fault, handler, kind, body)
+
+
+def _faulty_answer(
+    sim: Simulator, fault: Fault, handler: api.Handler, kind: str, body: object
+) -> ResponseReturnValue:
+    canned = faults.CANNED_ANSWERS.get(fault.kind)
+    if canned is not None or not isinstance(body, dict):
+        # The handler will not count this request (it never runs, or stops at the bad body),
+        # but a request that consumed a fault is always counted.
+        sim.count_request(kind, api.username_of(body))
+    if fault.kind != "lost_answer":
+        _sleep(fault.delay)
+    if canned is not None:
+        status, content_type, text = canned
+        return Response(text, status=status, content_type=content_type)
+    status, answer = handler(sim, request.headers, body)
+    answer = faults.alter_list(fault.kind, answer)
+    if fault.kind == "lost_answer":
+        # Processed (a Set is queued or applied), but the client gives up before this ends.
+        _sleep(fault.delay)
+    return jsonify(answer), status
+
+
+def _sleep(seconds: float) -> None:
+    # Never called under the simulator's lock.
+    if seconds > 0:
+        time.sleep(seconds)
 
 
 def _generate_token() -> ResponseReturnValue:
-    return _answer(api.generate_token)
+    return _answer(api.generate_token, lambda _body: "generateToken")
 
 
 def _disposition() -> ResponseReturnValue:
-    return _answer(api.disposition)
+    return _answer(api.disposition, api.disposition_kind)

@@ -1,4 +1,15 @@
-"""The /sim/ control API: lets tests and the demo page start calls, hang up, expire tokens..."""
+"""The /sim/ control API: lets tests and the demo page start calls, hang up, expire tokens...
+
+Faults make the next API answers misbehave (kinds and their effects: see `faults`):
+
+- `POST /sim/faults` with JSON `{"action": "Set", "kind": "http_502", "count": 1, "delay": 0}`
+  (`action`: "get", "Set", "generateToken" or "any"; `count` defaults to 1, -1 = until
+  cleared; `delay` in seconds defaults to 0) queues a fault: 201 with it as JSON (`id`,
+  `action`, `kind`, `count`, `remaining`, `delay`); bad input is a 400 `{"error": "..."}`.
+  Each API request consumes at most one fault, the first added that matches it.
+- `GET /sim/faults` lists the faults still waiting; `DELETE /sim/faults` clears them (204).
+- `POST /sim/reset` clears them too; `GET /sim/stats` counts those served in `faults_served`.
+"""
 
 from __future__ import annotations
 
@@ -114,6 +125,34 @@ def stats() -> ResponseReturnValue:
 def reset() -> ResponseReturnValue:
     current_simulator().reset()
     return jsonify(reset=True)
+
+
+@control.post("/faults")
+def add_fault() -> ResponseReturnValue:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValueError('expected a JSON object {"action": ..., "kind": ..., "count": 1}')
+    unknown = sorted(set(data) - {"action", "kind", "count", "delay"})
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+    fault = current_simulator().add_fault(
+        data.get("action"),
+        data.get("kind"),
+        count=data.get("count", 1),
+        delay=data.get("delay", 0.0),
+    )
+    return jsonify(fault.to_json()), 201
+
+
+@control.get("/faults")
+def list_faults() -> ResponseReturnValue:
+    return jsonify([fault.to_json() for fault in current_simulator().faults()])
+
+
+@control.delete("/faults")
+def clear_faults() -> ResponseReturnValue:
+    current_simulator().clear_faults()
+    return "", 204
 
 
 @control.post("/latency")

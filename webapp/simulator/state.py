@@ -1,4 +1,4 @@
-"""In-memory state of the CloudAgent simulator: accounts, tokens, calls and counters.
+"""In-memory state of the CloudAgent simulator: accounts, tokens, calls, faults and counters.
 
 Pure Python (no Flask) so tests can drive it directly. Every public method takes the one lock,
 so the simulator can sit behind a threaded server. Time comes from an injectable clock so tests
@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
+
+from .faults import Fault, validate
 
 AuthMode = Literal["TOKEN_AUTH", "BASIC_AUTH"]
 CallState = Literal["live", "wrapup", "closed"]
@@ -138,6 +140,9 @@ class Simulator:
         self._mint_attempts: Counter[str] = Counter()
         self._requests: Counter[str] = Counter({kind: 0 for kind in REQUEST_KINDS})
         self._jti = 0
+        self._faults: list[Fault] = []  # first added first
+        self._faults_served: Counter[str] = Counter()
+        self._fault_id = 0
 
     # --- configuration -------------------------------------------------------------------
 
@@ -187,9 +192,43 @@ class Simulator:
         self.latency = float(seconds)
 
     def reset(self) -> None:
-        """Forget tokens, calls and counters; accounts and settings stay as configured."""
+        """Forget tokens, calls, faults and counters; accounts and settings stay as configured."""
         with self.lock:
             self._clear_runtime()
+
+    # --- faults (see faults.py) -----------------------------------------------------------
+
+    def add_fault(self, action: str, kind: str, *, count: int = 1, delay: float = 0.0) -> Fault:
+        """Spoil the next `count` requests of `action` (-1: until cleared); ValueError if bad."""
+        count, delay = validate(action, kind, count, delay)
+        with self.lock:
+            self._fault_id += 1
+            fault = Fault(self._fault_id, action, kind, count, delay, remaining=count)
+            self._faults.append(fault)
+            return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._faults.clear()
+
+    def faults(self) -> list[Fault]:
+        """The faults still waiting, first to be served first (`remaining` as of now)."""
+        with self.lock:
+            return list(self._faults)
+
+    def take_fault(self, action: str) -> Fault | None:
+        """The first waiting fault matching a request of `action`, consumed once; None if none."""
+        with self.lock:
+            for index, fault in enumerate(self._faults):
+                if not fault.matches(action):
+                    continue
+                if fault.remaining == 1:
+                    del self._faults[index]
+                elif fault.remaining > 1:
+                    self._faults[index] = replace(fault, remaining=fault.remaining - 1)
+                self._faults_served[fault.kind] += 1
+                return fault
+            return None
 
     # --- lookups used by the API layer ---------------------------------------------------
 
@@ -351,6 +390,7 @@ class Simulator:
                 "mints": {user: len(times) for user, times in self._mint_log.items()},
                 "mint_attempts": dict(self._mint_attempts),
                 "calls": {state: states.get(state, 0) for state in ("live", "wrapup", "closed")},
+                "faults_served": dict(self._faults_served),
                 "latency": self.latency,
                 "wrapup_seconds": self.wrapup_seconds,
             }

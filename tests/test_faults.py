@@ -1,0 +1,120 @@
+"""CloudAgent misbehaving, in both actions, as the agent sees it in the panel; and an answer
+lost after CloudAgent applied the save."""
+
+import re
+
+import pytest
+import requests
+import responses
+
+from webapp import create_app
+
+from .conftest import DID, widget_env
+from .test_panel import Panel, launch_path, outcome_of
+
+CANNED = ["http_500", "http_502", "http_503", "empty", "not_json", "json_list",
+          "json_number", "no_status", "status_error"]  # fmt: skip
+
+
+@pytest.fixture
+def app(upstream, tmp_path):
+    # A short read timeout keeps the slow and lost-answer cases quick.
+    return create_app(widget_env(upstream.url, tmp_path, WIDGET_CLOUDAGENT_READ_TIMEOUT="0.5"))
+
+
+@pytest.fixture
+def call(simulator):
+    return simulator.start_call("agent1", DID)
+
+
+@pytest.mark.parametrize("kind", [*CANNED, "slow"])
+def test_a_failing_list_says_so_with_a_retry(web, simulator, call, kind):
+    simulator.add_fault("get", kind, delay=1.0 if kind == "slow" else 0)
+    panel = Panel(web, launch_path(call.ucid))
+    assert panel.response.status_code == 200
+    assert "could not be loaded" in panel.html and ">Try again</button>" in panel.html
+    # The next open, or Try again, gets the list once CloudAgent behaves.
+    again = Panel(web, launch_path(simulator.start_call("agent1", DID).ucid))
+    assert '<option value="Interested">' in again.html
+
+
+@pytest.mark.parametrize("kind", [*CANNED, "slow"])
+def test_a_failing_save_is_unavailable(web, simulator, call, kind):
+    panel = Panel(web, launch_path(call.ucid))
+    simulator.add_fault("Set", kind, delay=1.0 if kind == "slow" else 0)
+    response = panel.save(comments="kept")
+    assert response.status_code == 200
+    assert outcome_of(response) == "unavailable"
+    html = response.get_data(as_text=True)
+    assert "Traceback" not in html and "<h1>" not in html  # no upstream page echoed
+    if kind == "slow":
+        assert "Result unknown" in html
+
+
+def test_a_connect_timeout_in_both_actions(tmp_path):
+    env = widget_env("http://ca.test", tmp_path, WIDGET_CLOUDAGENT_AUTH="apikey")
+    app = create_app(env)
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, "http://ca.test/ca_apis/DispositionAPIV2",
+                 body=requests.ConnectTimeout("timed out"))  # fmt: skip
+        panel = Panel(app.test_client(), launch_path("12345"))
+        assert "could not be loaded" in panel.html
+        response = panel.save()
+    assert outcome_of(response) == "unavailable"
+    assert "Nothing was sent" in response.get_data(as_text=True)
+
+
+def test_hostile_names_in_the_list_are_shown_as_text(web, simulator, call):
+    simulator.add_fault("get", "html_names")
+    panel = Panel(web, launch_path(call.ucid))
+    assert "<script>alert(1)</script>" not in panel.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in panel.html
+    assert "<img src=x" not in panel.html
+    assert "Tom &amp; &#34;Jerry&#34;" in panel.html
+
+
+def test_a_huge_list_is_rendered_whole(web, simulator, call):
+    simulator.add_fault("get", "huge_list")
+    panel = Panel(web, launch_path(call.ucid))
+    assert len(re.findall(r"<option value=", panel.html)) == 1 + 5000 + 5 + 5 + 1
+    assert outcome_of(panel.save(disposition="Sale closed")) == "queued"
+
+
+# -- a lost answer ---------------------------------------------------------------------------
+
+
+def test_a_lost_answer_is_unknown_then_reported_as_saved_earlier(app, web, simulator, call):
+    panel = Panel(web, launch_path(call.ucid))
+    simulator.hang_up(call.ucid)
+    simulator.add_fault("Set", "lost_answer", delay=1.0)  # applied, answer after the timeout
+    first = panel.save(disposition="Sale closed")
+    html = first.get_data(as_text=True)
+    assert outcome_of(first) == "unavailable"
+    assert "Result unknown" in html and "Save again" in html
+    assert simulator.get_call(call.ucid).disposition == "Sale closed"  # it did go through
+
+    second = panel.save(disposition="Sale closed")
+    assert outcome_of(second) == "saved"
+    assert "earlier save went through" in second.get_data(as_text=True)
+    audit = list(app.extensions["audit"].rows())
+    assert [(r["outcome"], r["reason"]) for r in audit] == [
+        ("unknown", "lost_answer"),
+        ("saved", "saved_earlier"),
+    ]
+
+
+def test_a_lost_answer_then_another_disposition_says_what_is_there(web, simulator, call):
+    panel = Panel(web, launch_path(call.ucid))
+    simulator.hang_up(call.ucid)
+    simulator.add_fault("Set", "lost_answer", delay=1.0)
+    panel.save(disposition="Sale closed")
+    second = panel.save(disposition="Wrong number")
+    assert outcome_of(second) == "already_disposed"
+    assert "your earlier save of “Sale closed”" in second.get_data(as_text=True)
+
+
+def test_already_disposed_without_a_lost_answer_stays_already_disposed(web, simulator, call):
+    panel = Panel(web, launch_path(call.ucid))
+    simulator.hang_up(call.ucid)
+    assert outcome_of(panel.save()) == "saved"
+    assert outcome_of(panel.save()) == "already_disposed"

@@ -1,0 +1,98 @@
+"""`flask --app wsgi audit ...`: read the audit trail, or export it as CSV or JSON lines."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .audit import COLUMNS, AuditLog
+
+FORMATS = ("table", "csv", "jsonl")
+
+
+def _timestamp(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
+def _readable(row: dict[str, Any]) -> dict[str, Any]:
+    return row | {"started_at": _iso(row["started_at"]), "finished_at": _iso(row["finished_at"])}
+
+
+def _write(rows: Any, fmt: str, out: TextIO) -> int:
+    count = 0
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer.writeheader()
+    for row in rows:
+        row = _readable(row)
+        count += 1
+        if fmt == "csv":
+            writer.writerow(row)
+        elif fmt == "jsonl":
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            out.write(
+                f"{row['started_at']}  {row['agent']:<12} {row['ucid']:<20} "
+                f"{row['outcome']:<17} {row['disposition']}\n"
+            )
+    return count
+
+
+DATES = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M"]
+
+
+@click.group(help="The audit trail of save attempts (times are UTC).")
+def audit() -> None:
+    pass
+
+
+def _filters(command: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--since", type=click.DateTime(DATES), help="from this time (UTC)"),
+            click.option("--until", type=click.DateTime(DATES), help="before this time (UTC)"),
+            click.option("--agent", help="only this agent ID"),
+            click.option("--ucid", help="only this call"),
+            click.option("--limit", type=click.IntRange(min=1), help="at most this many rows"),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@audit.command("list", help="Show save attempts, oldest first.")
+@_filters
+@with_appcontext
+def list_command(**filters: Any) -> None:
+    _run("table", sys.stdout, **filters)
+
+
+@audit.command("export", help="Export save attempts as CSV or JSON lines.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-")
+@_filters
+@with_appcontext
+def export_command(fmt: str, output: TextIO, **filters: Any) -> None:
+    _run(fmt, output, **filters)
+
+
+def _run(fmt: str, out: TextIO, *, since: Any, until: Any, **filters: Any) -> None:
+    log: AuditLog = current_app.extensions["audit"]
+    rows = log.rows(since=_timestamp(since), until=_timestamp(until), **filters)
+    count = _write(rows, fmt, out)
+    click.echo(f"{count} attempt(s)", err=True)
