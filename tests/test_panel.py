@@ -244,9 +244,13 @@ def test_an_expired_context_says_so(upstream, tmp_path, call, simulator, monkeyp
 # -- CloudAgent down -------------------------------------------------------------------------
 
 
-def test_when_the_list_cannot_load_the_panel_says_so_and_offers_a_retry(tmp_path, simulator):
+def test_when_the_list_cannot_load_the_panel_says_so_and_offers_a_retry(
+    tmp_path, simulator, monkeypatch
+):
+    from webapp.cloudagent import client as client_module
     from webapp.simulator.server import start_server
 
+    monkeypatch.setattr(client_module, "UNREACHABLE_HOLD", 0.0)  # retry at once, not in 5 s
     app = create_app(widget_env("http://127.0.0.1:9", tmp_path))
     web = app.test_client()
     call = simulator.start_call("agent1", DID)

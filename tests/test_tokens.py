@@ -51,7 +51,7 @@ def test_failed_mints_use_budget_but_bad_credentials_only_hold_back(tmp_path):
         raise MintFailed("lost_answer")
 
     def refused():
-        raise MintFailed("Invalid userName or apiKey", counted=False)
+        raise MintFailed("Invalid userName or apiKey", hold=30)
 
     with pytest.raises(MintFailed):
         store.replace("acme", None, lost)

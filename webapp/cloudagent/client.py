@@ -28,6 +28,10 @@ from .tokens import MintBudgetExhausted, MintFailed, Token, TokenStore, token_ex
 
 log = logging.getLogger("webapp.cloudagent")
 
+# Seconds without a new mint attempt after one that never reached CloudAgent, or that
+# CloudAgent refused for bad credentials (neither uses up the hourly budget).
+UNREACHABLE_HOLD = 5.0
+CREDENTIALS_HOLD = 60.0
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"  # noqa: S105
 DISPOSITION_PATH = "/ca_apis/DispositionAPIV2"
 
@@ -252,7 +256,7 @@ class CloudAgentClient:
                 self.username,
                 "10 attempts this hour already"
                 if str(held) == "budget"
-                else "a failure under a minute ago",
+                else "holding back after a failed attempt",
             )
             return _unavailable(
                 "The disposition service is busy signing in to CloudAgent. "
@@ -277,14 +281,17 @@ class CloudAgentClient:
             {"Content-Type": "application/json", "apiKey": self._api_key},
         )
         if isinstance(reply, Outcome):
-            # A lost answer may still have minted (and so killed the old token).
-            # Never reached CloudAgent: nothing to count against its limit.
-            raise MintFailed(reply.reason, counted=reply.reason != "unreachable")
+            # A lost answer may still have minted (and killed the old token): it counts. One that
+            # never reached CloudAgent does not, but holds back a storm of new connections.
+            raise MintFailed(
+                reply.reason, hold=UNREACHABLE_HOLD if reply.reason == "unreachable" else 0
+            )
         token = (reply.body or {}).get("token")
         if not isinstance(token, str) or not token.strip():
             refused = reply.text.lower() in ("invalid username or apikey", "username is null")
             raise MintFailed(
-                f"http={reply.http_status} message={reply.text!r}", counted=not refused
+                f"http={reply.http_status} message={reply.text!r}",
+                hold=CREDENTIALS_HOLD if refused else 0,
             )
         log.info("cloudagent: minted a new token for %s", self.username)
         token = token.strip()

@@ -23,7 +23,6 @@ TOKEN_LIFETIME = 3600.0  # CloudAgent's documented lifetime, used when a token's
 MINT_BUDGET = 10  # mint attempts allowed per account in any rolling MINT_WINDOW
 MINT_WINDOW = 3600.0
 REFRESH_MARGIN = 120.0  # replace a token this long before it expires
-COOLDOWN = 30.0  # no new attempt this long after an uncounted failure
 
 
 @dataclass(frozen=True)
@@ -36,21 +35,21 @@ class Token:
 
 
 class MintBudgetExhausted(Exception):
-    """No mint was attempted: the budget is spent (str "budget"), or a recent uncounted failure
-    holds attempts back (str "cooldown")."""
+    """No mint was attempted: the budget is spent (str "budget"), or a recent failure holds
+    attempts back (str "cooldown")."""
 
 
 class MintFailed(Exception):
     """Generate Token did not give a token.
 
     A failed attempt uses up budget (CloudAgent may have minted anyway, or may count refused
-    attempts against its limit) unless `counted=False`: refused for bad credentials, or never
-    reached CloudAgent. Those only hold further attempts back for COOLDOWN, so a wrong API key
-    or an outage neither hammers CloudAgent nor locks the account out for an hour."""
+    attempts against its limit) unless it gives a `hold`: refused for bad credentials, or
+    never reached CloudAgent. Those only hold further attempts back for `hold` seconds, so a
+    wrong API key or an outage neither hammers CloudAgent nor locks the account out."""
 
-    def __init__(self, message: str, *, counted: bool = True) -> None:
+    def __init__(self, message: str, *, hold: float = 0.0) -> None:
         super().__init__(message)
-        self.counted = counted
+        self.hold = hold
 
 
 def token_expiry(token: str, now: float) -> float:
@@ -107,7 +106,7 @@ class SqliteTokenStore:
                     account TEXT PRIMARY KEY, token TEXT NOT NULL,
                     expires_at REAL NOT NULL, minted_at REAL NOT NULL);
                 CREATE TABLE IF NOT EXISTS mint_attempts (
-                    account TEXT NOT NULL, at REAL NOT NULL, counted INTEGER NOT NULL);
+                    account TEXT NOT NULL, at REAL NOT NULL, hold REAL NOT NULL);
                 """
             )
         os.chmod(self.path, 0o600)  # it holds a live credential
@@ -138,7 +137,7 @@ class SqliteTokenStore:
         return (
             self._connect()
             .execute(
-                "SELECT COUNT(*) FROM mint_attempts WHERE account = ? AND at > ? AND counted",
+                "SELECT COUNT(*) FROM mint_attempts WHERE account = ? AND at > ? AND hold = 0",
                 (account, self.clock() - self.window),
             )
             .fetchone()[0]
@@ -148,8 +147,9 @@ class SqliteTokenStore:
         return bool(
             self._connect()
             .execute(
-                "SELECT COUNT(*) FROM mint_attempts WHERE account = ? AND at > ? AND NOT counted",
-                (account, self.clock() - COOLDOWN),
+                "SELECT COUNT(*) FROM mint_attempts "
+                "WHERE account = ? AND hold > 0 AND at + hold > ?",
+                (account, self.clock()),
             )
             .fetchone()[0]
         )
@@ -161,7 +161,7 @@ class SqliteTokenStore:
             try:
                 token = self._replace_locked(db, account, refused, mint)
             except BaseException:
-                db.execute("COMMIT")  # keep the counted attempt, if any
+                db.execute("COMMIT")  # keep the recorded attempt
                 raise
             db.execute("COMMIT")
             return token
@@ -180,11 +180,9 @@ class SqliteTokenStore:
         try:
             token = mint()
         except MintFailed as failure:
-            db.execute(
-                "INSERT INTO mint_attempts VALUES (?, ?, ?)", (account, now, failure.counted)
-            )
+            db.execute("INSERT INTO mint_attempts VALUES (?, ?, ?)", (account, now, failure.hold))
             raise
-        db.execute("INSERT INTO mint_attempts VALUES (?, ?, 1)", (account, now))
+        db.execute("INSERT INTO mint_attempts VALUES (?, ?, 0)", (account, now))
         db.execute("DELETE FROM mint_attempts WHERE at <= ?", (now - self.window,))
         db.execute(
             "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?)",
