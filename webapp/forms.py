@@ -16,7 +16,7 @@ from .cloudagent.outcomes import DISPOSITION_MAX
 
 COMMENTS_MAX = 500
 # Characters CloudAgent is sent in free text: anything printable, plus line breaks and tabs.
-_UNPRINTABLE = re.compile(r"[^\t\n\r\x20-\x7e\xa0-\U0010ffff]|[\u2028\u2029\ufeff\ufff0-\uffff]")
+_UNPRINTABLE = re.compile(r"[^\t\n\r\x20-\x7e\xa0-\U0010ffff]|[\u2028\u2029\ufeff\ufffe\uffff]")
 
 
 def _printable(message: str) -> Callable[[object, Field], None]:
@@ -50,7 +50,7 @@ class ContextCSRF(CSRF):
         given = getattr(field, "data", None)
         if not self.context or not isinstance(given, str):
             raise ValidationError("The panel's security check is missing.")
-        if not hmac.compare_digest(given, self._expected()):
+        if not hmac.compare_digest(given.encode(), self._expected().encode()):
             raise ValidationError("The panel's security check failed.")
 
 

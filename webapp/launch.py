@@ -81,10 +81,10 @@ def verify(
             raise LaunchError("missing or malformed sig")
         if not hmac.compare_digest(given, sign(params, secret)):
             raise LaunchError("bad signature")
-        try:
-            ts = int(params.get("ts", ""))
-        except ValueError:
-            raise LaunchError("missing or malformed ts") from None
+        raw_ts = params.get("ts", "")
+        if not re.fullmatch(r"[0-9]{1,12}", raw_ts):  # int() would also take " +1_0" or "١٠"
+            raise LaunchError("missing or malformed ts")
+        ts = int(raw_ts)
         now = time.time() if now is None else now
         if not now - max_age <= ts <= now + FUTURE_SKEW:
             raise LaunchError("stale or future ts")

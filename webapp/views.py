@@ -109,21 +109,6 @@ def reload_form() -> ResponseReturnValue:
 def save() -> ResponseReturnValue:
     call, token = _context()
     annotate(agent=call.agent_id, ucid=call.ucid)
-    wait = current_app.extensions["save_limiter"].hit(f"save:{call.agent_id}")
-    if wait:
-        annotate(outcome="unavailable", reason="rate_limited")
-        seconds = max(1, round(wait))
-        response = make_response(
-            _outcome(
-                UNAVAILABLE,
-                f"Too many saves in a short time. Nothing was sent: save again in {seconds} s.",
-                429,
-                call=call,
-            )
-        )
-        response.headers["Retry-After"] = str(seconds)
-        return response
-
     form, _ = _form(call, token, formdata=request.form)
     if not form.validate():
         if form.csrf_token.errors:
@@ -146,6 +131,22 @@ def save() -> ResponseReturnValue:
             errors=errors,
             disposition=form.disposition.data,
         )
+
+    # Only saves that would reach CloudAgent count against the agent's limit.
+    wait = current_app.extensions["save_limiter"].hit(f"save:{call.agent_id}")
+    if wait:
+        annotate(outcome=UNAVAILABLE, reason="rate_limited")
+        seconds = max(1, round(wait))
+        response = make_response(
+            _outcome(
+                UNAVAILABLE,
+                f"Too many saves in a short time. Nothing was sent: save again in {seconds} s.",
+                429,
+                call=call,
+            )
+        )
+        response.headers["Retry-After"] = str(seconds)
+        return response
 
     outcome = _record_and_send(call, form)
     annotate(outcome=outcome.kind, reason=outcome.reason)

@@ -74,7 +74,7 @@ class Reply:
 def parse_reply(http_status: int, raw: str) -> Reply:
     try:
         body = json.loads(raw) if raw.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         body = None
     return Reply(http_status, body if isinstance(body, dict) else None, raw[:RAW_LIMIT])
 
