@@ -93,6 +93,8 @@
   document.addEventListener("DOMContentLoaded", () => {
     const form = document.getElementById("panel-form");
     if (form) wire(form);
+    // htmx (loaded first) has processed the page by now: the form is ready to save.
+    performance.mark("panel-ready");
   });
 
   document.addEventListener("htmx:after:swap", (event) => {

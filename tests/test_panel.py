@@ -1,6 +1,7 @@
 """The panel over HTTP (Flask's test client), with CloudAgent as the simulator on loopback."""
 
 import base64
+import gzip
 import hashlib
 import re
 from pathlib import Path
@@ -304,7 +305,7 @@ def test_security_headers_on_the_panel(panel):
 
 def test_assets_have_versioned_immutable_urls(web, panel):
     urls = re.findall(r'(?:src|href)="(/assets/[^"]+)"', panel.html)
-    assert len(urls) == 3  # css, htmx, panel.js
+    assert len(urls) == 2  # htmx, panel.js (the stylesheet is inline)
     for url in urls:
         response = web.get(url)
         assert response.status_code == 200
@@ -312,6 +313,32 @@ def test_assets_have_versioned_immutable_urls(web, panel):
         response.close()
     assert web.get("/assets/000000000000/panel.css").status_code == 404
     assert web.get("/static/panel.css").status_code == 404
+
+
+def test_the_inline_stylesheet_is_allowed_by_its_hash_and_nothing_else(panel):
+    css = re.search(r"<style>(.*?)</style>", panel.html, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    style_src = re.search(r"style-src ([^;]*)", panel.response.headers["Content-Security-Policy"])
+    assert style_src.group(1).split() == ["'self'", f"'sha256-{digest}'"]
+    assert " style=" not in panel.html
+
+
+def test_pages_and_assets_are_gzipped_for_browsers_that_take_it(web, call):
+    path = launch_path(call.ucid)
+    plain = web.get(path)
+    packed = web.get(path, headers={"Accept-Encoding": "gzip, br"})
+    assert "Content-Encoding" not in plain.headers
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in packed.headers["Vary"]
+    assert gzip.decompress(packed.data).decode().count("<option") == plain.data.decode().count(
+        "<option"
+    )
+    assert len(packed.data) < len(plain.data) / 2
+    htmx = re.search(r'src="(/assets/[^"]+htmx[^"]+)"', plain.data.decode()).group(1)
+    asset = web.get(htmx, headers={"Accept-Encoding": "gzip"})
+    assert asset.headers["Content-Encoding"] == "gzip"
+    assert hashlib.sha384(gzip.decompress(asset.data)).digest() == base64.b64decode(HTMX_SHA384)
+    assert len(asset.data) < 15_000
 
 
 def test_htmx_is_the_exact_vendored_build(panel):

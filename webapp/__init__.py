@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import assets, audit_cli, demo, errors, health, logs, security, views
+from . import assets, audit_cli, compression, demo, errors, health, logs, security, views
 from .audit import AuditLog, sqlite_url
 from .cloudagent import CloudAgentClient, DispositionCache, SqliteTokenStore, make_session
 from .config import Settings, load_settings
@@ -65,10 +65,12 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.jinja_env.globals.update(
         asset_url=assets.asset_url,
         asset_integrity=assets.asset_integrity,
+        inline_css=assets.inline_css,
         comments_max=COMMENTS_MAX,
     )
     errors.init_app(app)
-    security.init_app(app)
+    security.init_app(app, style_hashes=assets.inline_css_hash(app.extensions["assets"]))
+    compression.init_app(app)
     app.register_blueprint(assets.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(views.bp)

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
+from . import assets
 from .launch import signed_query
 from .security import content_security_policy
 from .simulator import Simulator
@@ -74,7 +75,9 @@ def page() -> ResponseReturnValue:
         render_template("demo.html", call=_call_json(call.ucid), widget_origin=widget_origin())
     )
     response.headers["Content-Security-Policy"] = content_security_policy(
-        "'self'", frame_src=widget_origin()
+        "'self'",
+        frame_src=widget_origin(),
+        style_hashes=assets.inline_css_hash(current_app.extensions["assets"]),
     )
     return response
 

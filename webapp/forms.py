@@ -27,6 +27,12 @@ def _printable(message: str) -> Callable[[object, Field], None]:
     return check
 
 
+def csrf_token_for(context: str, secret: str | bytes) -> str:
+    """The CSRF token of a panel: an HMAC of its context token."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, b"csrf\0" + context.encode(), hashlib.sha256).hexdigest()
+
+
 class ContextCSRF(CSRF):
     """CSRF token = HMAC(secret, the page's context token): no session needed.
 
@@ -40,8 +46,7 @@ class ContextCSRF(CSRF):
         return super().setup_form(form)
 
     def _expected(self) -> str:
-        key = self.secret.encode() if isinstance(self.secret, str) else self.secret
-        return hmac.new(key, b"csrf\0" + self.context.encode(), hashlib.sha256).hexdigest()
+        return csrf_token_for(self.context, self.secret)
 
     def generate_csrf_token(self, csrf_token_field: object) -> str:
         return self._expected()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Flask, Response, current_app
 
 
-def content_security_policy(frame_ancestors: str, frame_src: str = "'none'") -> str:
+def content_security_policy(
+    frame_ancestors: str, frame_src: str = "'none'", style_hashes: str = ""
+) -> str:
     return "; ".join(
         (
             "default-src 'none'",
             "script-src 'self'",
-            "style-src 'self'",
+            f"style-src 'self' {style_hashes}".strip(),
             "img-src 'self' data:",
             "connect-src 'self'",
             "form-action 'self'",
@@ -22,12 +24,9 @@ def content_security_policy(frame_ancestors: str, frame_src: str = "'none'") -> 
 
 
 def secure_headers(response: Response) -> Response:
-    settings = current_app.config["WIDGET"]
     headers = response.headers
     # A view may set its own policy (the demo CRM page frames the widget).
-    headers.setdefault(
-        "Content-Security-Policy", content_security_policy(settings.frame_ancestors_header)
-    )
+    headers.setdefault("Content-Security-Policy", current_app.extensions["csp"])
     # The launch query (ucid, agent, signature) must not leak to anything the page loads.
     headers["Referrer-Policy"] = "no-referrer"
     headers["X-Content-Type-Options"] = "nosniff"
@@ -35,5 +34,10 @@ def secure_headers(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, style_hashes: str) -> None:
+    """Build the policy once; every response then only copies it."""
+    settings = app.config["WIDGET"]
+    app.extensions["csp"] = content_security_policy(
+        settings.frame_ancestors_header, style_hashes=style_hashes
+    )
     app.after_request(secure_headers)

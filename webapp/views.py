@@ -20,7 +20,7 @@ from .cloudagent import (
     Outcome,
 )
 from .config import Settings
-from .forms import DispositionForm
+from .forms import DispositionForm, csrf_token_for
 from .launch import Launch, LaunchError, verify
 from .logs import annotate
 
@@ -35,26 +35,33 @@ def _settings() -> Settings:
     return current_app.config["WIDGET"]
 
 
-def _form(call: Launch, token: str, formdata: object = None) -> tuple[DispositionForm, bool]:
-    """The form for this call, with the account's dispositions if they can be had."""
+def _form(call: Launch, token: str) -> DispositionForm:
+    """The posted form for this call, checked against the account's dispositions if they can
+    be had (otherwise CloudAgent judges the name)."""
     cache: DispositionCache = current_app.extensions["dispositions"]
     listing = cache.get(call.agent_id, call.did, call.ucid)
-    kwargs = {} if formdata is None else {"formdata": formdata}
-    form = DispositionForm(
+    return DispositionForm(
+        formdata=request.form,
         meta={"csrf_context": token},
-        data={"context": token},
         dispositions=listing.names if listing.ok else None,
         pause_reasons=_settings().pause_reasons,
-        **kwargs,
     )
-    if not listing.ok:
-        log.warning("dispositions unavailable for did %s: %s", call.did, listing.error.reason)
-    return form, listing.ok
 
 
 def _render_form(call: Launch, token: str, template: str) -> ResponseReturnValue:
-    form, loaded = _form(call, token, formdata=None)
-    return render_template(template, call=call, form=form, loaded=loaded)
+    cache: DispositionCache = current_app.extensions["dispositions"]
+    listing = cache.get(call.agent_id, call.did, call.ucid)
+    if not listing.ok:
+        log.warning("dispositions unavailable for did %s: %s", call.did, listing.error.reason)
+    settings = _settings()
+    return render_template(
+        template,
+        call=call,
+        context=token,
+        csrf_token=csrf_token_for(token, settings.secret_key),
+        dispositions=listing.names if listing.ok else None,
+        pause_reasons=settings.pause_reasons,
+    )
 
 
 @bp.get("/disposition")
@@ -109,7 +116,7 @@ def reload_form() -> ResponseReturnValue:
 def save() -> ResponseReturnValue:
     call, token = _context()
     annotate(agent=call.agent_id, ucid=call.ucid)
-    form, _ = _form(call, token, formdata=request.form)
+    form = _form(call, token)
     if not form.validate():
         if form.csrf_token.errors:
             log.warning("save refused: CSRF token %s", form.csrf_token.errors[0])
