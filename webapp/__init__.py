@@ -8,12 +8,10 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import assets, audit_cli, compression, demo, errors, health, logs, security, views
-from .audit import AuditLog, sqlite_url
-from .cloudagent import CloudAgentClient, DispositionCache, SqliteTokenStore, make_session
+from . import assets, audit_cli, compression, demo, errors, health, logs, security, stores, views
+from .cloudagent import CloudAgentClient, make_session
 from .config import Settings, load_settings
 from .forms import COMMENTS_MAX
-from .ratelimit import SqliteRateLimiter
 
 log = logging.getLogger("webapp")
 
@@ -44,23 +42,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         MAX_FORM_PARTS=50,
     )
     logs.init_app(app)
-    app.extensions["cloudagent"] = _make_client(settings)
-    app.extensions["audit"] = AuditLog(sqlite_url(settings.data_dir))
-    app.extensions["save_limiter"] = SqliteRateLimiter(
-        settings.data_dir / "ratelimit.sqlite3", limit=settings.saves_per_minute, window=60
-    )
-    app.extensions["dispositions"] = DispositionCache(
-        app.extensions["cloudagent"].fetch_dispositions,
-        account=app.extensions["cloudagent"].account,
-        ttl=settings.dispositions_ttl,
-    )
-    readiness = {
-        "audit_log": app.extensions["audit"].ping,
-        "rate_limits": app.extensions["save_limiter"].ping,
-    }
-    if app.extensions["cloudagent"].token_store is not None:
-        readiness["token_store"] = app.extensions["cloudagent"].token_store.ping
-    app.extensions["readiness"] = readiness
+    app.extensions["cloudagent"] = _make_client(app, settings)
+    # Audit log, save limiter, dispositions cache, readiness: SQLite or Redis + PostgreSQL.
+    stores.init_app(app, settings, app.extensions["cloudagent"])
     app.extensions["assets"] = assets.build_manifest(ROOT / "static")
     app.jinja_env.globals.update(
         asset_url=assets.asset_url,
@@ -87,10 +71,10 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     return app
 
 
-def _make_client(settings: Settings) -> CloudAgentClient:
+def _make_client(app: Flask, settings: Settings) -> CloudAgentClient:
     store = None
     if settings.cloudagent_auth == "token":
-        store = SqliteTokenStore(settings.data_dir / "tokens.sqlite3")
+        store = stores.token_store(app, settings)
     return CloudAgentClient(
         base_url=settings.cloudagent_url,
         username=settings.cloudagent_username,

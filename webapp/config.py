@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_CLOUDAGENT_URL = "https://in1-ccaas-api.ozonetel.com"
 DEFAULT_PAUSE_REASONS = ("Break", "Lunch", "Training", "Meeting", "Bio break")
@@ -43,6 +43,11 @@ class Settings:
     dispositions_ttl: float
     saves_per_minute: int
     demo: bool
+    # Several instances: shared state on Redis, the audit log on a database server. Both URLs
+    # may carry a password: kept out of repr() and logged only through redact_url().
+    redis_url: str = field(default="", repr=False)
+    database_url: str = field(default="", repr=False)
+    instance_name: str = ""
 
     @property
     def frame_ancestors_header(self) -> str:
@@ -75,6 +80,68 @@ def _origin_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
                 f"{name}: {item!r} is not an origin like https://crm.example.com or 'self'"
             )
     return tuple(item.rstrip("/") for item in raw)
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by ***, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    raw = env.get("WIDGET_REDIS_URL", "").strip()
+    if not raw:
+        return ""
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        raise ConfigError("WIDGET_REDIS_URL: malformed URL") from None
+    if parts.scheme in ("redis", "rediss") and parts.hostname:
+        return raw
+    if parts.scheme == "unix" and parts.path:
+        return raw
+    raise ConfigError(
+        f"WIDGET_REDIS_URL: expected redis://[:password@]host:port/db, rediss://... or "
+        f"unix:///path, got {redact_url(raw)!r}"
+    )
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    raw = env.get("WIDGET_DATABASE_URL", "").strip()
+    if not raw:
+        return ""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        raise ConfigError(
+            "WIDGET_DATABASE_URL: not a database URL like postgresql+psycopg://user@host/db"
+        ) from None
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        # psycopg 3 is the driver this service ships with: plain postgresql:// means it too.
+        url = url.set(drivername="postgresql+psycopg")
+    elif url.drivername not in ("sqlite", "sqlite+pysqlite"):
+        raise ConfigError(
+            f"WIDGET_DATABASE_URL: PostgreSQL (postgresql+psycopg://) or SQLite only, "
+            f"got {url.drivername!r}"
+        )
+    return url.render_as_string(hide_password=False)
+
+
+def _instance_name(env: Mapping[str, str]) -> str:
+    import socket
+
+    name = env.get("WIDGET_INSTANCE_NAME", "").strip() or socket.gethostname()
+    if len(name) > 64 or not name.isprintable():
+        raise ConfigError("WIDGET_INSTANCE_NAME: at most 64 printable characters")
+    return name
 
 
 def _demo_host(env: Mapping[str, str], demo: bool) -> tuple[str, ...]:
@@ -156,4 +223,7 @@ def load_settings(
         dispositions_ttl=_number(env, "WIDGET_DISPOSITIONS_TTL", 300, low=0, high=86400),
         saves_per_minute=int(_number(env, "WIDGET_SAVES_PER_MINUTE", 30, low=1, high=10000)),
         demo=demo,
+        redis_url=_redis_url(env),
+        database_url=_database_url(env),
+        instance_name=_instance_name(env),
     )

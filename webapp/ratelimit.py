@@ -2,10 +2,13 @@
 
 Fixed windows: simple, cheap (one upsert per save), and at worst lets through twice the limit
 across a window boundary, which is fine for stopping a stuck key or a runaway script.
+
+SqliteRateLimiter counts for one host; RedisRateLimiter counts for every instance at once.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sqlite3
@@ -14,6 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("webapp")
 
 
 class RateLimiter(Protocol):
@@ -71,3 +79,77 @@ class SqliteRateLimiter:
 
     def ping(self) -> None:
         self._connect().execute("SELECT COUNT(*) FROM hits").fetchone()
+
+
+class MemoryRateLimiter:
+    """Counts in this process only: RedisRateLimiter's stand-in while Redis is unreachable."""
+
+    def __init__(
+        self, *, limit: int, window: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._counts: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> float:
+        now = self.clock()
+        window = math.floor(now / self.window)
+        with self._lock:
+            count = self._counts.get((key, window), 0) + 1
+            self._counts[(key, window)] = count
+            if count == 1:
+                for old in [k for k in self._counts if k[1] < window - 1]:
+                    del self._counts[old]
+        return 0.0 if count <= self.limit else (window + 1) * self.window - now
+
+    def ping(self) -> None:
+        pass
+
+
+class RedisRateLimiter:
+    """Fixed windows counted in Redis (INCR + EXPIRE in one MULTI/EXEC), shared by every
+    instance: `<prefix><key>:<window number>`, expiring after two windows.
+
+    When Redis does not answer, each process counts on its own (MemoryRateLimiter) rather
+    than refuse saves: the limit stops runaways; it must not take the service down with it.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        limit: int,
+        window: float,
+        prefix: str = "widget:rate:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = client
+        self.limit = limit
+        self.window = window
+        self.prefix = prefix
+        self.clock = clock
+        self._fallback = MemoryRateLimiter(limit=limit, window=window, clock=clock)
+        self._warned = 0.0
+
+    def hit(self, key: str) -> float:
+        now = self.clock()
+        window = math.floor(now / self.window)
+        name = f"{self.prefix}{key}:{window}"
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.incr(name)
+            pipe.expire(name, math.ceil(self.window * 2))
+            count = int(pipe.execute()[0])
+        except RedisError as error:
+            if time.monotonic() - self._warned > 10:  # once in a while, not once per save
+                self._warned = time.monotonic()
+                log.warning("rate limits: Redis unreachable (%s), counting per process", error)
+            return self._fallback.hit(key)
+        if count <= self.limit:
+            return 0.0
+        return (window + 1) * self.window - now
+
+    def ping(self) -> None:
+        self.redis.ping()

@@ -24,7 +24,14 @@ from .outcomes import (
     refusal_outcome,
     set_outcome,
 )
-from .tokens import MintBudgetExhausted, MintFailed, Token, TokenStore, token_expiry
+from .tokens import (
+    MintBudgetExhausted,
+    MintFailed,
+    StoreUnavailable,
+    Token,
+    TokenStore,
+    token_expiry,
+)
 
 log = logging.getLogger("webapp.cloudagent")
 
@@ -244,19 +251,26 @@ class CloudAgentClient:
         if refused is None and self._token and self._token.fresh(now):
             return self._token
         assert self.token_store is not None
-        stored = self.token_store.current(self.account)
-        if stored and stored.value != refused and stored.fresh(now):
-            self._token = stored
-            return stored
         try:
+            stored = self.token_store.current(self.account)
+            if stored and stored.value != refused and stored.fresh(now):
+                self._token = stored
+                return stored
             self._token = self.token_store.replace(self.account, refused, self._mint)
+        except StoreUnavailable as down:
+            if refused is None and self._token and now < self._token.expires_at:
+                return self._token  # due for renewal, still valid: better than failing
+            log.error("cloudagent: the shared token store is unreachable: %s", down)
+            return _unavailable(
+                "The service's shared store is unreachable, so nothing was sent. "
+                "Save again in a moment.",
+                "store_unreachable",
+            )
         except MintBudgetExhausted as held:
             log.error(
                 "cloudagent: not minting a token for %s: %s",
                 self.username,
-                "10 attempts this hour already"
-                if str(held) == "budget"
-                else "holding back after a failed attempt",
+                _HELD.get(str(held), str(held)),
             )
             return _unavailable(
                 "The disposition service is busy signing in to CloudAgent. "
@@ -298,6 +312,11 @@ class CloudAgentClient:
         return Token(token, token_expiry(token, self.clock()))
 
 
+_HELD = {
+    "budget": "10 attempts this hour already",
+    "cooldown": "holding back after a failed attempt",
+    "lock": "another process held the token lock for too long",
+}
 _LOST_ANSWER = (
     "CloudAgent did not answer in time, so the result is unknown. "
     "Save again: if it was already recorded, you will be told."

@@ -1,23 +1,35 @@
-"""One CloudAgent token per account, shared by every thread and process on the host.
+"""One CloudAgent token per account, shared by every thread and process that serves it.
 
 CloudAgent kills the previous token at each mint and allows about 10 mints an hour, so a
-worker that minted its own token would log every other worker out. The store keeps the one
-current token in SQLite; minting happens inside an immediate (write-locking) transaction, so
-concurrent callers in every process wait for one mint and then read its result.
+worker that minted its own token would log every other worker out. Two stores, one protocol:
+
+- SqliteTokenStore (one host): the token in SQLite; minting happens inside an immediate
+  (write-locking) transaction, so concurrent callers in every process wait for one mint and
+  then read its result.
+- RedisTokenStore (several instances): the token, the mint lock and the mint budget in Redis,
+  shared by every process of every instance.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+import redis
+from redis.exceptions import LockError, RedisError
+
+log = logging.getLogger("webapp.cloudagent")
 
 TOKEN_LIFETIME = 3600.0  # CloudAgent's documented lifetime, used when a token's exp is unreadable
 MINT_BUDGET = 10  # mint attempts allowed per account in any rolling MINT_WINDOW
@@ -50,6 +62,15 @@ class MintFailed(Exception):
     def __init__(self, message: str, *, hold: float = 0.0) -> None:
         super().__init__(message)
         self.hold = hold
+
+
+class StoreUnavailable(Exception):
+    """The shared store (Redis) did not answer: nothing was read, minted or sent."""
+
+
+def account_key(account: str) -> str:
+    """A short, stable name for an account (whose string holds a URL) in shared-store keys."""
+    return hashlib.sha256(account.encode()).hexdigest()[:32]
 
 
 def token_expiry(token: str, now: float) -> float:
@@ -188,4 +209,157 @@ class SqliteTokenStore:
             "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?)",
             (account, token.value, token.expires_at, now),
         )
+        return token
+
+
+class RedisTokenStore:
+    """The several-instances TokenStore: every process of every instance shares, in Redis,
+
+    - the token, a hash at `widget:token:<account key>` (value, expires_at, minted_at);
+    - the mint lock, `widget:token-lock:<key>` (redis-py's Lock: a key with an owner and a
+      timeout longer than a mint call, so a crashed holder frees it);
+    - the mint budget, a sorted set `widget:mints:<key>` of attempt times, and a hold,
+      `widget:mint-hold:<key>` (the time attempts may resume), after a failure that holds back.
+
+    The semantics are SqliteTokenStore's: the token is re-read under the lock and minted only
+    if missing, near expiry or the refused one; every attempt is counted *before* the call, so
+    a crash mid-mint still counts. Any Redis failure raises StoreUnavailable, never a mint: a
+    mint without the lock could start a storm. Threads of one process queue on a local lock
+    first, so each process polls the Redis lock with one thread at most.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        budget: int = MINT_BUDGET,
+        window: float = MINT_WINDOW,
+        lock_timeout: float = 30.0,
+        lock_wait: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = client
+        self.budget = budget
+        self.window = window
+        self.lock_timeout = lock_timeout  # > one mint call: connect + read timeouts
+        self.lock_wait = lock_timeout + 5 if lock_wait is None else lock_wait
+        self.clock = clock
+        self._mint_lock = threading.Lock()
+
+    @staticmethod
+    def keys(account: str) -> dict[str, str]:
+        key = account_key(account)
+        return {
+            "token": f"widget:token:{key}",
+            "lock": f"widget:token-lock:{key}",
+            "mints": f"widget:mints:{key}",
+            "hold": f"widget:mint-hold:{key}",
+        }
+
+    def ping(self) -> None:
+        try:
+            self.redis.ping()
+        except RedisError as error:
+            raise StoreUnavailable(f"redis: {error}") from error
+
+    def current(self, account: str) -> Token | None:
+        try:
+            fields = self.redis.hmget(self.keys(account)["token"], ["value", "expires_at"])
+        except RedisError as error:
+            raise StoreUnavailable(f"redis: {error}") from error
+        if fields[0] is None or fields[1] is None:
+            return None
+        return Token(fields[0].decode(), float(fields[1]))
+
+    def mints_in_window(self, account: str) -> int:
+        """Attempts that use up budget in the current window."""
+        key = self.keys(account)["mints"]
+        return int(self.redis.zcount(key, f"({self.clock() - self.window}", "+inf"))
+
+    def _cooling_down(self, account: str) -> bool:
+        until = self.redis.get(self.keys(account)["hold"])
+        return until is not None and float(until) > self.clock()
+
+    def replace(self, account: str, refused: str | None, mint: Callable[[], Token]) -> Token:
+        if not self._mint_lock.acquire(timeout=self.lock_wait):
+            raise MintBudgetExhausted("lock")
+        try:
+            lock = self.redis.lock(
+                self.keys(account)["lock"],
+                timeout=self.lock_timeout,
+                sleep=0.05,
+                blocking=True,
+                blocking_timeout=self.lock_wait,
+            )
+            try:
+                acquired = lock.acquire()
+            except RedisError as error:
+                raise StoreUnavailable(f"redis: {error}") from error
+            if not acquired:
+                log.error("token lock not acquired within %.0f s", self.lock_wait)
+                raise MintBudgetExhausted("lock")
+            try:
+                return self._replace_locked(account, refused, mint)
+            finally:
+                try:
+                    lock.release()
+                except (LockError, RedisError) as error:
+                    # Redis restarted or the lock timed out: it is free either way.
+                    log.warning("token lock release failed: %s", error)
+        finally:
+            self._mint_lock.release()
+
+    def _replace_locked(
+        self, account: str, refused: str | None, mint: Callable[[], Token]
+    ) -> Token:
+        keys = self.keys(account)
+        now = self.clock()
+        attempt = f"{now:.6f}:{uuid.uuid4().hex}"
+        try:
+            stored = self.current(account)
+            if stored and stored.value != refused and stored.fresh(now):
+                return stored  # someone else minted while we waited
+            # Forget attempts older than the window, then count what is left.
+            self.redis.zremrangebyscore(keys["mints"], "-inf", now - self.window)
+            if self.mints_in_window(account) >= self.budget:
+                raise MintBudgetExhausted("budget")
+            if self._cooling_down(account):
+                raise MintBudgetExhausted("cooldown")
+            # Counted before the call: if this process dies mid-mint, the attempt still counts.
+            pipe = self.redis.pipeline()
+            pipe.zadd(keys["mints"], {attempt: now})
+            pipe.expire(keys["mints"], int(self.window) + 60)
+            pipe.execute()
+        except RedisError as error:
+            raise StoreUnavailable(f"redis: {error}") from error
+        try:
+            token = mint()
+        except MintFailed as failure:
+            if failure.hold:
+                # Bad credentials or never reached: no budget used, attempts held back instead.
+                try:
+                    pipe = self.redis.pipeline()
+                    pipe.zrem(keys["mints"], attempt)
+                    pipe.set(keys["hold"], repr(now + failure.hold), px=int(failure.hold * 1000))
+                    pipe.execute()
+                except RedisError as error:
+                    log.warning("could not record the mint hold: %s", error)
+            raise
+        try:
+            pipe = self.redis.pipeline()
+            pipe.hset(
+                keys["token"],
+                mapping={
+                    "value": token.value,
+                    "expires_at": repr(token.expires_at),
+                    "minted_at": repr(now),
+                },
+            )
+            # Gone an hour after it expires: a dead token is never worth keeping.
+            pipe.expire(keys["token"], max(60, int(token.expires_at - now) + 3600))
+            pipe.execute()
+        except RedisError as error:
+            # The mint happened: this caller uses the token; the others will re-mint under
+            # the lock once Redis answers (one mint, within the budget).
+            log.error("minted a token but could not store it in Redis: %s", error)
         return token

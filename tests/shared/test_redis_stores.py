@@ -1,0 +1,379 @@
+"""The Redis implementations of the token store, the dispositions cache and the rate limiter,
+against a real redis-server: the same semantics as the single-host stores, shared by several
+processes, and safe when Redis goes away or comes back empty."""
+
+import logging
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from webapp.cloudagent import CloudAgentClient, DispositionList, Outcome, Token
+from webapp.cloudagent.cache import RedisDispositionCache
+from webapp.cloudagent.tokens import (
+    MintBudgetExhausted,
+    MintFailed,
+    RedisTokenStore,
+    StoreUnavailable,
+    account_key,
+)
+from webapp.ratelimit import RedisRateLimiter
+from webapp.stores import redis_client
+
+from ..conftest import DID
+from ..test_tokens import Clock
+from .procs import save_many_on_redis
+
+ACCOUNT = "https://in1-ccaas-api.ozonetel.com|acme"
+
+
+@pytest.fixture
+def redis(redis_url):
+    client = redis_client(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def store(redis):
+    return RedisTokenStore(redis)
+
+
+def make_client(upstream, store, **extra):
+    return CloudAgentClient(
+        base_url=upstream.url,
+        username="demo",
+        api_key="demo-api-key",
+        token_store=store,
+        connect_timeout=2,
+        read_timeout=2,
+        **extra,
+    )
+
+
+# -- the token store --------------------------------------------------------------------------
+
+
+def test_keys_are_namespaced_and_never_hold_the_account_url(store, redis):
+    store.replace(ACCOUNT, None, lambda: Token("t1", time.time() + 3600))
+    keys = sorted(key.decode() for key in redis.keys("*"))
+    assert keys == [f"widget:mints:{account_key(ACCOUNT)}", f"widget:token:{account_key(ACCOUNT)}"]
+    assert all("ozonetel" not in key for key in keys)
+    assert 0 < redis.ttl(f"widget:token:{account_key(ACCOUNT)}") <= 2 * 3600
+
+
+def test_a_fresh_stored_token_is_reused_not_reminted(store):
+    minted = []
+
+    def mint():
+        minted.append(1)
+        return Token(f"t{len(minted)}", 10**10)
+
+    first = store.replace(ACCOUNT, None, mint)
+    assert RedisTokenStore(store.redis).current(ACCOUNT) == first  # another process sees it
+    assert store.replace(ACCOUNT, None, mint) == first
+    assert store.replace(ACCOUNT, "an-older-token", mint) == first
+    assert store.replace(ACCOUNT, first.value, mint).value == "t2"
+    assert len(minted) == 2
+
+
+def test_failed_mints_use_budget_but_bad_credentials_only_hold_back(redis):
+    clock = Clock(time.time())
+    store = RedisTokenStore(redis, clock=clock)
+
+    def lost():
+        raise MintFailed("lost_answer")
+
+    def refused():
+        raise MintFailed("Invalid userName or apiKey", hold=30)
+
+    with pytest.raises(MintFailed):
+        store.replace(ACCOUNT, None, lost)
+    assert store.mints_in_window(ACCOUNT) == 1
+    with pytest.raises(MintFailed):
+        store.replace(ACCOUNT, None, refused)
+    assert store.mints_in_window(ACCOUNT) == 1
+    with pytest.raises(MintBudgetExhausted, match="cooldown"):
+        store.replace(ACCOUNT, None, lost)
+    clock.now += 31
+    with pytest.raises(MintFailed):
+        store.replace(ACCOUNT, None, lost)
+    assert store.mints_in_window(ACCOUNT) == 2
+    assert store.current(ACCOUNT) is None
+
+
+def test_the_eleventh_attempt_in_a_rolling_hour_is_refused(redis):
+    clock = Clock(time.time())
+    store = RedisTokenStore(redis, clock=clock)
+    for i in range(10):
+        clock.now += 60
+        store.replace(ACCOUNT, f"t{i - 1}", lambda i=i: Token(f"t{i}", clock.now + 3600))
+    clock.now += 60
+    with pytest.raises(MintBudgetExhausted, match="budget"):
+        store.replace(ACCOUNT, "t9", lambda: Token("t10", clock.now + 3600))
+    clock.now += 3600 - 10 * 60  # the first attempt leaves the window
+    assert store.replace(ACCOUNT, "t9", lambda: Token("t10", clock.now + 3600)).value == "t10"
+
+
+def test_one_mint_for_many_processes_sharing_redis(upstream, simulator, redis_url):
+    """4 processes (as if 4 instances) x 50 saves on 8 threads: one mint from no token, one
+    after expiry, one after an outside mint."""
+    call = simulator.start_call("agent1", DID)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+
+        def run_round():
+            args = [(upstream.url, redis_url, call.ucid, DID, 50)] * 4
+            return [kind for kinds in pool.starmap(save_many_on_redis, args) for kind in kinds]
+
+        assert run_round() == ["queued"] * 200
+        simulator.expire_token("demo")
+        assert run_round() == ["queued"] * 200
+        simulator.rotate_token("demo")
+        assert run_round() == ["queued"] * 200
+    assert simulator.stats()["requests"]["generateToken"] == 3
+
+
+def test_redis_down_is_store_unreachable_never_a_mint(upstream, simulator, down_redis_url):
+    store = RedisTokenStore(redis_client(down_redis_url))
+    with pytest.raises(StoreUnavailable):
+        store.current(ACCOUNT)
+    with pytest.raises(StoreUnavailable):
+        store.replace(ACCOUNT, None, lambda: pytest.fail("minted without the lock"))
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+    call = simulator.start_call("agent1", DID)
+    started = time.monotonic()
+    outcome = make_client(upstream, store).set_disposition(
+        agent_id="agent1", did=DID, ucid=call.ucid, disposition="Interested"
+    )
+    assert time.monotonic() - started < 3
+    assert (outcome.kind, outcome.reason) == ("unavailable", "store_unreachable")
+    assert "shared store is unreachable" in outcome.message
+    assert "token" not in outcome.message.lower() and "sign" not in outcome.message.lower()
+    assert not any(simulator.stats()["requests"].values())  # CloudAgent never asked
+
+
+def test_saves_go_on_through_an_outage_and_one_mint_follows_a_restart(
+    upstream, simulator, redis_server, redis_url
+):
+    """The process keeps its copy of a valid token while Redis is away; a token refused
+    during the outage is answered 'store unreachable' (no mint without the lock); Redis comes
+    back empty: exactly one mint for 8 threads that all need one."""
+    client = make_client(upstream, RedisTokenStore(redis_client(redis_url)))
+    call = simulator.start_call("agent1", DID)
+
+    def save():
+        return client.set_disposition(
+            agent_id="agent1", did=DID, ucid=call.ucid, disposition="Interested"
+        )
+
+    assert save().kind == "queued"
+    redis_server.kill()
+    try:
+        assert save().kind == "queued"  # the process's own copy of the token
+        simulator.rotate_token("demo")
+        assert save().reason == "store_unreachable"
+    finally:
+        redis_server.start()
+    mints = simulator.stats()["requests"]["generateToken"]
+    threads = [threading.Thread(target=save) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert simulator.stats()["requests"]["generateToken"] == mints + 1
+    assert save().kind == "queued"
+
+
+def test_a_lock_lost_with_a_restart_is_survived(redis_server, redis_url, caplog):
+    store = RedisTokenStore(redis_client(redis_url))
+
+    def slow_mint():
+        redis_server.restart()  # the lock vanishes while we hold it
+        return Token("t1", time.time() + 3600)
+
+    caplog.set_level(logging.WARNING)
+    assert store.replace(ACCOUNT, None, slow_mint).value == "t1"
+    assert any("lock release failed" in r.getMessage() for r in caplog.records)
+    assert store.current(ACCOUNT).value == "t1"
+
+
+# -- the dispositions cache -------------------------------------------------------------------
+
+
+class FakeFetch:
+    def __init__(self, *results, delay=0.0):
+        self.results = list(results)
+        self.calls = 0
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def __call__(self, agent_id, did, ucid):
+        with self.lock:
+            self.calls += 1
+            result = self.results.pop(0) if len(self.results) > 1 else self.results[0]
+        time.sleep(self.delay)
+        return result
+
+
+OLD = DispositionList(names=("Old",))
+NEW = DispositionList(names=("New", "Newer"))
+DOWN = DispositionList(error=Outcome(kind="unavailable", message="down", reason="unreachable"))
+
+
+class CountingRedis:
+    """A Redis client that counts the commands it is asked for."""
+
+    def __init__(self, client):
+        self.client = client
+        self.calls = 0
+
+    def __getattr__(self, name):
+        attribute = getattr(self.client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            self.calls += 1
+            return attribute(*args, **kwargs)
+
+        return call
+
+
+def caches(redis, fetch, count=2, **options):
+    """`count` caches on one Redis, as in `count` instances."""
+    options = {"ttl": 300, "local_ttl": 5} | options
+    return [
+        RedisDispositionCache(fetch, account=ACCOUNT, redis=redis, **options) for _ in range(count)
+    ]
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def eventually(cache, mono, expected, timeout=5.0):
+    """Read through `cache`, moving its clock past the local TTL each time, until `expected`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        mono.now += 6
+        if cache.get("a", "did1", "u") == expected:
+            return
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_list_loaded_by_one_instance_is_served_by_the_others(redis):
+    fetch = FakeFetch(OLD)
+    one, two = caches(redis, fetch)
+    assert one.get("a1", "did1", "u1") == OLD
+    assert two.get("a2", "did1", "u2") == OLD
+    assert one.get("a1", "did2", "u1") == OLD
+    assert fetch.calls == 2  # one per DID, whichever instance asked
+
+
+def test_concurrent_first_loads_in_several_instances_make_one_fetch(redis):
+    fetch = FakeFetch(OLD, delay=0.3)
+    instances = caches(redis, fetch, count=4)
+    results = []
+    threads = [
+        threading.Thread(target=lambda c=c: results.append(c.get("a", "did1", "u")))
+        for c in instances
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [OLD] * 16
+    assert fetch.calls == 1
+
+
+def test_a_panel_load_within_the_local_ttl_costs_no_redis_call(redis):
+    counting = CountingRedis(redis)
+    clock = Clock(1000.0)
+    (cache,) = caches(counting, FakeFetch(OLD), count=1, monotonic=clock)
+    cache.get("a", "did1", "u")
+    before = counting.calls
+    for _ in range(100):
+        clock.now += 0.04
+        assert cache.get("a", "did1", "u") == OLD
+    assert counting.calls == before  # 4 s of panel loads: memory only
+    clock.now += 1.1
+    cache.get("a", "did1", "u")
+    assert counting.calls == before + 1  # one GET after the local TTL
+
+
+def test_a_stale_list_is_refreshed_once_across_instances(redis):
+    wall, mono = Clock(time.time()), Clock(1000.0)
+    fetch = FakeFetch(OLD, NEW, delay=0.2)
+    instances = caches(redis, fetch, count=3, clock=wall, monotonic=mono)
+    assert instances[0].get("a", "did1", "u") == OLD
+    wall.now += 301
+    mono.now += 6
+    assert [c.get("a", "did1", "u") for c in instances] == [OLD] * 3  # served stale
+    eventually(instances[2], mono, NEW)
+    assert [c.get("a", "did1", "u") for c in instances] == [NEW] * 3
+    assert fetch.calls == 2
+
+
+def test_a_failed_refresh_keeps_the_stale_list_and_waits_before_trying_again(redis):
+    wall, mono = Clock(time.time()), Clock(1000.0)
+    fetch = FakeFetch(OLD, DOWN, NEW)
+    one, two = caches(redis, fetch, clock=wall, monotonic=mono, refresh_lock=1)
+    one.get("a", "did1", "u")
+    wall.now += 301
+    mono.now += 6
+    assert one.get("a", "did1", "u") == OLD
+    wait_for(lambda: fetch.calls == 2)
+    mono.now += 6
+    assert two.get("a", "did1", "u") == OLD  # stale kept; the other instance does not retry
+    time.sleep(0.05)
+    assert fetch.calls == 2
+    lock = f"widget:dispositions-refresh:{account_key(ACCOUNT)}:did1"
+    wait_for(lambda: not redis.exists(lock), timeout=3)  # refresh_lock: 1 s
+    mono.now += 6
+    assert two.get("a", "did1", "u") == OLD  # starts the next refresh
+    eventually(one, mono, NEW)
+    assert fetch.calls == 3
+
+
+def test_without_redis_the_cache_serves_memory_or_asks_cloudagent(down_redis_url, caplog):
+    caplog.set_level(logging.WARNING)
+    fetch = FakeFetch(OLD, DOWN, NEW)
+    mono = Clock(1000.0)
+    (cache,) = caches(redis_client(down_redis_url), fetch, count=1, monotonic=mono)
+    assert cache.get("a", "did1", "u") == OLD  # straight from CloudAgent
+    mono.now += 6
+    assert cache.get("a", "did1", "u") == OLD  # memory
+    assert fetch.calls == 1
+    with pytest.raises(Exception, match="redis"):
+        cache.ping()
+    assert "Redis unreachable" in caplog.text
+
+
+# -- the rate limiter -------------------------------------------------------------------------
+
+
+def test_save_counts_are_shared_by_every_instance(redis):
+    clock = Clock(6000.0)
+    one, two = (RedisRateLimiter(redis, limit=3, window=60, clock=clock) for _ in range(2))
+    assert [one.hit("save:a1"), two.hit("save:a1"), one.hit("save:a1")] == [0, 0, 0]
+    clock.now += 20
+    assert two.hit("save:a1") == 40  # the 4th in this window, counted across both
+    assert one.hit("save:a2") == 0
+    clock.now += 40
+    assert one.hit("save:a1") == 0  # a new window
+    assert 0 < redis.ttl("widget:rate:save:a1:101") <= 120
+
+
+def test_the_limiter_counts_per_process_while_redis_is_away(down_redis_url, caplog):
+    limiter = RedisRateLimiter(redis_client(down_redis_url), limit=2, window=60)
+    assert [limiter.hit("k"), limiter.hit("k")] == [0, 0]
+    assert limiter.hit("k") > 0
+    assert "counting per process" in caplog.text

@@ -1,0 +1,148 @@
+"""The service's own state, chosen once at start-up: one host, or several instances.
+
+| state | one host (default) | several instances |
+| --- | --- | --- |
+| CloudAgent token, its lock, mint budget | SQLite `tokens.sqlite3` | Redis (WIDGET_REDIS_URL) |
+| the dispositions cache | process memory | Redis, a few seconds in memory |
+| per-agent save counts | SQLite `ratelimit.sqlite3` | Redis |
+| the audit log | SQLite `audit.sqlite3` | PostgreSQL (WIDGET_DATABASE_URL) |
+
+The SQLite files live under `WIDGET_DATA_DIR`. Each piece has one interface (TokenStore,
+RateLimiter, the cache's get(), AuditLog on SQLAlchemy) and the view code never knows which.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, current_app, g, render_template, request
+from flask.typing import ResponseReturnValue
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from . import context
+from .audit import AuditLog, AuditUnavailable, SchemaError, sqlite_url
+from .cloudagent import CloudAgentClient, DispositionCache, SqliteTokenStore, TokenStore
+from .cloudagent.cache import RETRY_AFTER, RedisDispositionCache
+from .cloudagent.outcomes import UNAVAILABLE
+from .cloudagent.tokens import RedisTokenStore, account_key
+from .config import ConfigError, Settings, redact_url
+from .logs import annotate
+from .ratelimit import RedisRateLimiter, SqliteRateLimiter
+
+log = logging.getLogger("webapp")
+
+# Seconds an instance trusts its in-memory copy of a shared disposition list before looking
+# at Redis again.
+LOCAL_LIST_TTL = 5.0
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client with short timeouts and one quick reconnect: when Redis is away, a save is
+    answered in about a second instead of waiting on redis-py's default ten retries."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+        client_name="disposition-widget",
+    )
+
+
+def shared_redis(app: Flask, settings: Settings) -> redis.Redis | None:
+    """This process's Redis client, made once, or None on a single host."""
+    if not settings.redis_url:
+        return None
+    client = app.extensions.get("redis")
+    if client is None:
+        client = app.extensions["redis"] = redis_client(settings.redis_url)
+        log.info("shared state in Redis at %s", redact_url(settings.redis_url))
+    return client
+
+
+def token_store(app: Flask, settings: Settings) -> TokenStore:
+    client = shared_redis(app, settings)
+    if client is None:
+        return SqliteTokenStore(settings.data_dir / "tokens.sqlite3")
+    # The lock outlives the longest mint call, so it is never taken from a live minter.
+    return RedisTokenStore(
+        client, lock_timeout=settings.connect_timeout + settings.read_timeout + 10
+    )
+
+
+def init_app(app: Flask, settings: Settings, cloudagent: CloudAgentClient) -> None:
+    """Make the audit log, the save limiter and the dispositions cache; the readiness checks;
+    and the answer to a save when the audit log cannot be written."""
+    client = shared_redis(app, settings)
+    url = settings.database_url or sqlite_url(settings.data_dir)
+    try:
+        app.extensions["audit"] = AuditLog(url, instance=settings.instance_name)
+    except SchemaError as error:
+        variable = "WIDGET_DATABASE_URL" if settings.database_url else "WIDGET_DATA_DIR"
+        raise ConfigError(f"{variable}: {error}") from error
+    if settings.database_url:
+        log.info("audit log in %s", app.extensions["audit"].where)
+    if client is None:
+        app.extensions["save_limiter"] = SqliteRateLimiter(
+            settings.data_dir / "ratelimit.sqlite3", limit=settings.saves_per_minute, window=60
+        )
+        app.extensions["dispositions"] = DispositionCache(
+            cloudagent.fetch_dispositions, account=cloudagent.account, ttl=settings.dispositions_ttl
+        )
+    else:
+        app.extensions["save_limiter"] = RedisRateLimiter(
+            client,
+            limit=settings.saves_per_minute,
+            window=60,
+            prefix=f"widget:rate:{account_key(cloudagent.account)}:",
+        )
+        app.extensions["dispositions"] = RedisDispositionCache(
+            cloudagent.fetch_dispositions,
+            account=cloudagent.account,
+            redis=client,
+            ttl=settings.dispositions_ttl,
+            local_ttl=LOCAL_LIST_TTL,
+            refresh_lock=max(RETRY_AFTER, settings.connect_timeout + settings.read_timeout + 5),
+        )
+    readiness = {
+        "audit_log": app.extensions["audit"].ping,
+        "rate_limits": app.extensions["save_limiter"].ping,
+    }
+    if cloudagent.token_store is not None:
+        readiness["token_store"] = cloudagent.token_store.ping
+    if client is not None:
+        readiness["dispositions_cache"] = app.extensions["dispositions"].ping
+    app.extensions["readiness"] = readiness
+    app.register_error_handler(AuditUnavailable, _audit_unavailable)
+
+
+def _audit_unavailable(error: AuditUnavailable) -> ResponseReturnValue:
+    """The audit log refused the row written before CloudAgent is called: nothing was sent,
+    and the agent is told so (503, the form kept) rather than saving without a trail."""
+    settings: Settings = current_app.config["WIDGET"]
+    try:
+        call = context.read(
+            request.form.get("context", ""), settings.secret_key, settings.context_max_age
+        )
+    except context.ContextError:
+        call = None
+    if "log_fields" in g:
+        annotate(outcome=UNAVAILABLE, reason="audit_unavailable")
+    message = (
+        "The service's audit log is unreachable, so nothing was sent to CloudAgent. "
+        "Save again in a moment."
+    )
+    if not request.headers.get("HX-Request"):
+        return render_template("error.html", code=503, name="Service Unavailable"), 503
+    body = render_template(
+        "_outcome.html",
+        kind=UNAVAILABLE,
+        message=message,
+        call=call,
+        reason="audit_unavailable",
+        disposition=request.form.get("disposition", ""),
+    )
+    return body, 503, {"Retry-After": "5"}
