@@ -1,7 +1,9 @@
 """WIDGET_REDIS_URL, WIDGET_DATABASE_URL and WIDGET_INSTANCE_NAME: read, checked, and never
 shown with their passwords."""
 
+import re
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +56,14 @@ def test_redact_url():
     assert redact_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
     assert redact_url("redis://user:pw@h/0") == "redis://user:***@h/0"
     assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_every_variable_is_in_the_readme_table_and_the_shared_ones_in_the_deployment_guide():
+    root = Path(__file__).resolve().parent.parent
+    read = set(re.findall(r'"(WIDGET_[A-Z_]+)"', (root / "webapp" / "config.py").read_text()))
+    readme = (root / "README.md").read_text()
+    table = {v for v in read if re.search(rf"^\| [^\n]*`{v}`", readme, re.MULTILINE)}
+    assert read - table == set(), "variables missing from the README's configuration table"
+    guide = (root / "docs" / "deployment.md").read_text()
+    for variable in ("WIDGET_REDIS_URL", "WIDGET_DATABASE_URL", "WIDGET_INSTANCE_NAME"):
+        assert f"| `{variable}` |" in guide
