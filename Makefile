@@ -32,3 +32,9 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# `make bench`: the performance figures against their targets, one table (docs/benchmarks.md).
+# Options go in BENCH_ARGS, e.g. `make bench BENCH_ARGS="--latency 0.1 --no-browser"`.
+.PHONY: bench
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -35,7 +35,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     if settings.demo:
         settings = _start_demo_upstream(app, settings)
     app.config.update(
-        SECRET_KEY=settings.secret_key,
+        # No SECRET_KEY: nothing uses Flask's session (no cookies), and without a key Flask
+        # skips building a session serializer on every request. WTForms' CSRF gets its own.
+        WTF_CSRF_SECRET_KEY=settings.secret_key,
         WIDGET=settings,
         # A save is a few hundred bytes: anything much larger is not an agent's form.
         MAX_CONTENT_LENGTH=16 * 1024,

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from .config import ConfigError
+from .writelock import WriteLock
 
 log = logging.getLogger("webapp.audit")
 
@@ -131,11 +133,12 @@ def _clip(text: str | None) -> str | None:
 class AuditLog:
     def __init__(self, url: str, *, instance: str | None = None) -> None:
         self.instance = instance
-        options: dict[str, Any] = {"pool_pre_ping": True}
+        options: dict[str, Any] = {}
         if url.startswith("postgresql"):
             # Short waits: a save must not hang on a database that went away; reconnects
             # happen by themselves (pre-ping). Pool: ~10 connections per worker process.
             options |= {
+                "pool_pre_ping": True,  # a server restart must not fail the next save
                 "pool_size": 5,
                 "max_overflow": 5,
                 "pool_timeout": 5,
@@ -147,9 +150,12 @@ class AuditLog:
                 },
             }
         self.engine: Engine = create_engine(url, **options)
+        self._writing: Any = nullcontext  # PostgreSQL queues its writers well by itself
         if self.engine.dialect.name == "sqlite":
-            Path(self.engine.url.database or ".").parent.mkdir(parents=True, exist_ok=True)
+            database = Path(self.engine.url.database or ".")
+            database.parent.mkdir(parents=True, exist_ok=True)
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._writing = WriteLock(database.with_name(database.name + ".lock")).held
         prepare_schema(url)
         self._pending: list[tuple[float, int, dict[str, Any]]] = []
         self._pending_lock = threading.Lock()
@@ -181,7 +187,7 @@ class AuditLog:
             instance=self.instance,
         )
         try:
-            with self.engine.begin() as conn:
+            with self._writing(), self.engine.begin() as conn:
                 result = conn.execute(insert(saves).values(**values))
                 return int(result.inserted_primary_key[0])
         except SQLAlchemyError as error:
@@ -220,7 +226,7 @@ class AuditLog:
             self._retry_later(entry_id, values)
 
     def _complete(self, entry_id: int, values: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
+        with self._writing(), self.engine.begin() as conn:
             conn.execute(update(saves).where(saves.c.id == entry_id).values(**values))
 
     def _retry_later(self, entry_id: int, values: dict[str, Any]) -> None:

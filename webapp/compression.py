@@ -28,7 +28,8 @@ def compress(response: Response) -> Response:
     data = response.get_data()
     if len(data) < MIN_SIZE:
         return response
-    response.set_data(gzip.compress(data, 6, mtime=0))
+    # Level 1: a panel page is 6-7 KB; higher levels save under 10% more for twice the CPU.
+    response.set_data(gzip.compress(data, 1, mtime=0))
     response.headers["Content-Encoding"] = "gzip"
     response.vary.add("Accept-Encoding")
     return response

@@ -21,6 +21,8 @@ from typing import Protocol
 from redis import Redis
 from redis.exceptions import RedisError
 
+from .writelock import WriteLock
+
 log = logging.getLogger("webapp")
 
 
@@ -45,6 +47,7 @@ class SqliteRateLimiter:
         self.clock = clock
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = WriteLock(self.path.with_name(self.path.name + ".lock"))
         self._connect().executescript(
             """
             CREATE TABLE IF NOT EXISTS hits (
@@ -66,13 +69,14 @@ class SqliteRateLimiter:
         now = self.clock()
         window = math.floor(now / self.window)
         db = self._connect()
-        count = db.execute(
-            "INSERT INTO hits VALUES (?, ?, 1) ON CONFLICT (key, window) "
-            "DO UPDATE SET count = count + 1 RETURNING count",
-            (key, window),
-        ).fetchone()[0]
-        if count == 1:  # first hit of a new window: forget the old ones
-            db.execute("DELETE FROM hits WHERE window < ?", (window - 1,))
+        with self._lock.held():
+            count = db.execute(
+                "INSERT INTO hits VALUES (?, ?, 1) ON CONFLICT (key, window) "
+                "DO UPDATE SET count = count + 1 RETURNING count",
+                (key, window),
+            ).fetchone()[0]
+            if count == 1:  # first hit of a new window: forget the old ones
+                db.execute("DELETE FROM hits WHERE window < ?", (window - 1,))
         if count <= self.limit:
             return 0.0
         return (window + 1) * self.window - now

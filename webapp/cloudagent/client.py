@@ -55,8 +55,9 @@ class DispositionList:
         return self.error is None
 
 
-def make_session(pool_size: int = 32) -> requests.Session:
-    """One Session per process; its pool sized to the worker's threads. No adapter retries:
+def make_session(pool_size: int = 256) -> requests.Session:
+    """One Session per process; its pool at least the worker's threads (a cap, not a
+    reservation: a smaller pool discards connections under load). No adapter retries:
     a retried Set whose first answer was lost would come back as 'already Disposed'."""
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
@@ -236,7 +237,8 @@ class CloudAgentClient:
             log.warning("cloudagent %s: request failed: %s", action, exc)
             return _unavailable(_LOST_ANSWER, "lost_answer")
         reply = parse_reply(response.status_code, raw)
-        log.info(
+        # DEBUG: the request's own log line already lists each call, its status and time.
+        log.debug(
             "cloudagent %s: http=%s status=%r text=%r latency_ms=%.0f",
             action,
             response.status_code,
