@@ -1,0 +1,104 @@
+"""Small helpers shared by the benchmark's processes: launch links, percentiles, CPU time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import socket
+import statistics
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def launch_path(ucid: str, agent: str, did: str, secret: str, now: float | None = None) -> str:
+    """A signed launch link as a CRM makes it (README: HMAC-SHA256 of the sorted `name=value`
+    lines of every parameter but `sig`). Written here from the documented contract rather than
+    imported from the app."""
+    params = {"ucid": ucid, "agentID": agent, "did": did, "ts": str(int(now or time.time()))}
+    canonical = "\n".join(f"{name}={value}" for name, value in sorted(params.items()))
+    params["sig"] = hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+    return "/disposition?" + urlencode(params)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between the closest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (those still alive)."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is `pid`, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def connections_per_process(port: int, pids: list[int]) -> list[int]:
+    """How many established TCP connections to local `port` each process holds (by its file
+    descriptors), in the order of `pids`: how a server's processes share the clients."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    counts = []
+    for pid in pids:
+        found = 0
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            fds = []
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                found += 1
+        counts.append(found)
+    return counts
