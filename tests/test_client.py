@@ -265,3 +265,16 @@ def test_a_connect_timeout_is_unavailable_and_nothing_was_sent():
     client = CloudAgentClient(base_url="http://ca.test", username="u", api_key="k", auth="apikey")
     outcome = client.set_disposition(agent_id="a", did="d", ucid="u", disposition="X")
     assert (outcome.kind, outcome.reason) == ("unavailable", "unreachable")
+
+
+def test_the_session_reads_proxies_once_and_then_ignores_the_environment(monkeypatch):
+    from webapp.cloudagent.client import make_session
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    session = make_session("https://in1-ccaas-api.ozonetel.com")
+    assert session.proxies.get("https") == "http://proxy.internal:3128"
+    assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
+    assert session.trust_env is False
+    assert session.get_adapter("https://x").poolmanager.connection_pool_kw["maxsize"] == 256

@@ -83,7 +83,7 @@ def _make_client(app: Flask, settings: Settings) -> CloudAgentClient:
         api_key=settings.cloudagent_api_key,
         auth=settings.cloudagent_auth,
         token_store=store,
-        session=make_session(),
+        session=make_session(settings.cloudagent_url),
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         on_call=logs.record_upstream,
