@@ -109,3 +109,21 @@ def test_concurrent_first_loads_wait_for_one_fetch():
         t.join()
     assert results == [OLD] * 8
     assert fetch.calls == 1
+
+
+def test_callers_waiting_on_a_failing_first_load_share_its_failure():
+    fetch = FakeFetch(DOWN, delay=0.3)
+    cache = DispositionCache(fetch, account="acme", ttl=300, clock=time.monotonic)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get("a", "did1", "u")))
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [DOWN] * 8
+    assert fetch.calls == 1  # not eight fetches one after another
+    fetch.results = [OLD]
+    assert cache.get("a", "did1", "u") == OLD  # a later caller (Try again) fetches anew

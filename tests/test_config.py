@@ -80,3 +80,26 @@ def test_a_bad_value_stops_start_up_naming_the_variable(change, variable):
 def test_signing_off_must_be_said_explicitly():
     assert load_settings(LIVE).launch_signing
     assert not load_settings(LIVE | {"WIDGET_LAUNCH_SIGNING": "off"}).launch_signing
+
+
+def test_a_missing_user_name_on_a_production_host_is_an_error_not_demo_mode():
+    with pytest.raises(ConfigError, match=r"^WIDGET_CLOUDAGENT_USERNAME: required, since"):
+        load_settings({k: v for k, v in LIVE.items() if k != "WIDGET_CLOUDAGENT_USERNAME"})
+
+
+def test_origins_are_written_as_browsers_write_them():
+    settings = load_settings(
+        LIVE | {"WIDGET_FRAME_ANCESTORS": "https://CRM.Example.com:443 http://crm.test:80/ 'self'"}
+    )
+    assert settings.frame_ancestors == ("https://crm.example.com", "http://crm.test", "'self'")
+
+
+def test_no_secret_shows_in_the_settings_repr_or_a_redacted_url():
+    from webapp.config import redact_url
+
+    text = repr(load_settings(LIVE))
+    for name in ("WIDGET_SECRET_KEY", "WIDGET_LAUNCH_SECRET", "WIDGET_CLOUDAGENT_API_KEY"):
+        assert LIVE[name] not in text
+    assert "S3cret" not in redact_url("redis://:S3cret@cache:6379/0")
+    assert "S3cret" not in redact_url("unix:///run/redis.sock?db=0&password=S3cret")
+    assert "S3cret" not in redact_url("postgresql+psycopg://u@db/w?password=S3cret")

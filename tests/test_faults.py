@@ -118,3 +118,27 @@ def test_already_disposed_without_a_lost_answer_stays_already_disposed(web, simu
     simulator.hang_up(call.ucid)
     assert outcome_of(panel.save()) == "saved"
     assert outcome_of(panel.save()) == "already_disposed"
+
+
+def test_an_unreadable_answer_to_a_save_is_a_result_unknown(app, web, simulator, call):
+    panel = Panel(web, launch_path(call.ucid))
+    simulator.add_fault("Set", "http_502")
+    response = panel.save()
+    assert outcome_of(response) == "unavailable"
+    assert "Result unknown" in response.get_data(as_text=True)
+    (row,) = app.extensions["audit"].rows()
+    assert (row["outcome"], row["reason"]) == ("unknown", "bad_response")
+
+
+def test_a_lost_answer_overtaken_by_a_later_answered_save_is_not_claimed(web, simulator, call):
+    """Save X (answer lost, but queued), then Y (queued: replaces X), call ends with Y, save X
+    again: 'already Disposed' is about Y, so X must not be reported as saved."""
+    panel = Panel(web, launch_path(call.ucid))
+    simulator.add_fault("Set", "lost_answer", delay=1.0)
+    panel.save(disposition="Sale closed")
+    assert outcome_of(panel.save(disposition="Wrong number")) == "queued"
+    simulator.hang_up(call.ucid)
+    assert simulator.get_call(call.ucid).disposition == "Wrong number"
+    again = panel.save(disposition="Sale closed")
+    assert outcome_of(again) == "already_disposed"
+    assert "earlier save" not in again.get_data(as_text=True)

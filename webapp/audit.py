@@ -126,8 +126,8 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'audit.sqlite3'}"
 
 
-def _clip(text: str | None) -> str | None:
-    return None if text is None else text[:TEXT_LIMIT]
+def _clip(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
+    return None if text is None else text[:limit]
 
 
 class AuditLog:
@@ -210,7 +210,7 @@ class AuditLog:
             finished_at=time.time(),
             outcome=outcome,
             reason=reason,
-            upstream_status=_clip(upstream_status),
+            upstream_status=_clip(upstream_status, 64),
             upstream_text=_clip(upstream_text),
             latency_ms=round(latency_ms, 1),
         )
@@ -272,22 +272,24 @@ class AuditLog:
         self.engine.dispose()
 
     def last_unknown(self, ucid: str, agent: str, before: int) -> str | None:
-        """The disposition of this agent's latest earlier attempt on the call whose result is
-        unknown (its answer was lost), if any."""
+        """The disposition of this agent's latest earlier finished attempt on the call, if
+        that attempt's result is unknown (its answer was lost). A later attempt that CloudAgent
+        answered, whatever it said, means the unknown one is no longer the latest word."""
         query = (
-            select(saves.c.disposition)
+            select(saves.c.disposition, saves.c.outcome)
             .where(
                 saves.c.ucid == ucid,
                 saves.c.agent == agent,
                 saves.c.id < before,
-                saves.c.outcome == UNKNOWN,
+                saves.c.finished_at.is_not(None),
             )
             .order_by(saves.c.id.desc())
             .limit(1)
         )
         try:
             with self.engine.connect() as conn:
-                return conn.execute(query).scalar()
+                row = conn.execute(query).first()
+                return row.disposition if row is not None and row.outcome == UNKNOWN else None
         except SQLAlchemyError as error:
             # CloudAgent has answered: report its answer as is rather than fail.
             log.error("audit log unreachable (%s): earlier attempts not consulted", _short(error))

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 DEFAULT_CLOUDAGENT_URL = "https://in1-ccaas-api.ozonetel.com"
 DEFAULT_PAUSE_REASONS = ("Break", "Lunch", "Training", "Meeting", "Bio break")
@@ -20,14 +20,24 @@ DEMO_USERNAME = "demo"
 DEMO_API_KEY = "demo-api-key"  # noqa: S105
 
 
+# Set on a production host only: with any of them, a missing user name is an error, not demo mode.
+PRODUCTION_ONLY = (
+    "WIDGET_CLOUDAGENT_API_KEY",
+    "WIDGET_SECRET_KEY",
+    "WIDGET_LAUNCH_SECRET",
+    "WIDGET_REDIS_URL",
+    "WIDGET_DATABASE_URL",
+)
+
+
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; str() is one line naming the variable."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    secret_key: str
-    launch_secret: str
+    secret_key: str = field(repr=False)
+    launch_secret: str = field(repr=False)
     launch_max_age: int
     context_max_age: int
     launch_signing: bool
@@ -71,25 +81,38 @@ def _origin_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name, "").split()
     if not raw:
         return ("'self'",)
+    origins = []
     for item in raw:
         if item in ("'self'", "'none'"):
+            origins.append(item)
             continue
         parts = urlsplit(item)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
             raise ConfigError(
                 f"{name}: {item!r} is not an origin like https://crm.example.com or 'self'"
             )
-    return tuple(item.rstrip("/") for item in raw)
+        # As browsers write an origin (lower case, no default port), or postMessage's exact
+        # match against the parent's origin would silently fail.
+        host = parts.netloc.lower()
+        default = {"http": ":80", "https": ":443"}[parts.scheme]
+        origins.append(f"{parts.scheme}://{host.removesuffix(default)}")
+    return tuple(origins)
 
 
 def redact_url(url: str) -> str:
-    """`url` with any password replaced by ***, for logs and error messages."""
+    """`url` with any password (in its user part or its query) replaced by ***, for logs and
+    error messages."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if parts.query:
+        query = [
+            (k, "***" if k.lower() in ("password", "passwd", "pwd") else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
 
 
 def _redis_url(env: Mapping[str, str]) -> str:
@@ -160,6 +183,13 @@ def load_settings(
     env = os.environ if env is None else env
     username = env.get("WIDGET_CLOUDAGENT_USERNAME", "").strip()
     demo = not username
+    production = [name for name in PRODUCTION_ONLY if env.get(name, "").strip()]
+    if demo and production:
+        # A forgotten or misspelt user name must not turn a production host into a demo.
+        raise ConfigError(
+            f"WIDGET_CLOUDAGENT_USERNAME: required, since {production[0]} is set "
+            "(demo mode runs only with no CloudAgent, secret or store settings at all)"
+        )
 
     api_key = env.get("WIDGET_CLOUDAGENT_API_KEY", "").strip()
     if demo:

@@ -23,7 +23,12 @@ def _answer(error: HTTPException) -> ResponseReturnValue:
             else "The panel sent a request the service could not take. Open it again from the CRM."
         )
         kind = "unavailable" if code >= 500 else "invalid"
-        return render_template("_outcome.html", kind=kind, message=message, call=None), code
+        return (
+            render_template(
+                "_outcome.html", kind=kind, message=message, call=None, unknown=code >= 500
+            ),
+            code,
+        )
     return render_template("error.html", code=code, name=error.name), code
 
 

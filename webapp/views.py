@@ -29,6 +29,9 @@ log = logging.getLogger("webapp.panel")
 bp = Blueprint("panel", __name__)
 
 INVALID = "invalid"
+# Upstream answers after which CloudAgent may or may not have applied the Set: no answer in
+# time, or one nobody could read (a gateway's 502 page may follow a Set that went through).
+RESULT_UNKNOWN = ("lost_answer", "bad_response")
 
 
 def _settings() -> Settings:
@@ -162,6 +165,7 @@ def save() -> ResponseReturnValue:
         outcome.message,
         call=call,
         reason=outcome.reason,
+        unknown=outcome.reason in RESULT_UNKNOWN,
         disposition=form.disposition.data,
         clear_errors=True,
     )
@@ -185,22 +189,34 @@ def _record_and_send(call: Launch, form: DispositionForm) -> Outcome:
         )
     )
     started = time.perf_counter()
-    outcome = client.set_disposition(
-        agent_id=call.agent_id,
-        did=call.did,
-        ucid=call.ucid,
-        disposition=disposition,
-        comments=form.comments.data or "",
-        pause=pause,
-        pause_reason=form.pause_reason.data or "",
-    )
+    try:
+        outcome = client.set_disposition(
+            agent_id=call.agent_id,
+            did=call.did,
+            ucid=call.ucid,
+            disposition=disposition,
+            comments=form.comments.data or "",
+            pause=pause,
+            pause_reason=form.pause_reason.data or "",
+        )
+    except BaseException:
+        # The row must not stay open-ended: the error handler tells the agent "result unknown".
+        audit.finish(
+            entry,
+            outcome=UNKNOWN,
+            reason="internal_error",
+            upstream_status=None,
+            upstream_text=None,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        raise
     latency = (time.perf_counter() - started) * 1000
     if outcome.kind == ALREADY_DISPOSED:
         earlier = audit.last_unknown(call.ucid, call.agent_id, entry)
         outcome = _after_lost_answer(outcome, earlier, disposition)
     audit.finish(
         entry,
-        outcome=UNKNOWN if outcome.reason == "lost_answer" else outcome.kind,
+        outcome=UNKNOWN if outcome.reason in RESULT_UNKNOWN else outcome.kind,
         reason=outcome.reason,
         upstream_status=outcome.upstream_status,
         upstream_text=outcome.upstream_text,

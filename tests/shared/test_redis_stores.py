@@ -86,7 +86,7 @@ def test_failed_mints_use_budget_but_bad_credentials_only_hold_back(redis):
         raise MintFailed("lost_answer")
 
     def refused():
-        raise MintFailed("Invalid userName or apiKey", hold=30)
+        raise MintFailed("Invalid userName or apiKey", counted=False, hold=30)
 
     with pytest.raises(MintFailed):
         store.replace(ACCOUNT, None, lost)

@@ -2,7 +2,7 @@
 
 A fresh entry is served as is; a stale one is served while one background refresh runs; a
 failed refresh keeps the stale list. Only a key never loaded waits for CloudAgent, and then
-concurrent callers wait for the same single fetch.
+concurrent callers wait for the same single fetch and share its answer, failed or not.
 
 DispositionCache keeps the lists in process memory (one host); RedisDispositionCache shares
 them between instances through Redis, with a short in-process copy in front.
@@ -11,6 +11,7 @@ them between instances through Redis, with a short in-process copy in front.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import threading
@@ -53,6 +54,8 @@ class DispositionCache:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self._failed: dict[tuple[str, str], tuple[DispositionList, int]] = {}
+        self._ticks = itertools.count()  # orders callers and failures (clocks may tie)
 
     def get(self, agent_id: str, did: str, ucid: str) -> DispositionList:
         key = (self.account, did)
@@ -66,15 +69,24 @@ class DispositionCache:
             if entry:
                 return entry.value
             loading = self._loading.setdefault(key, threading.Lock())
+            asked = next(self._ticks)
         with loading:  # one first load per key; the others wait for it and read its result
             with self._lock:
                 entry = self._entries.get(key)
+                failed = self._failed.get(key)
             if entry:
                 return entry.value
+            if failed and failed[1] > asked:
+                # The load this caller waited for failed: share its answer rather than queue
+                # one more fetch behind it. A caller arriving later (Try again) fetches anew.
+                return failed[0]
             result = self._fetch(agent_id, did, ucid)
-            if result.ok:
-                with self._lock:
+            with self._lock:
+                if result.ok:
                     self._entries[key] = _Entry(result, self.clock())
+                    self._failed.pop(key, None)
+                else:
+                    self._failed[key] = (result, next(self._ticks))
             return result
 
     def _refresh(self, key: tuple[str, str], agent_id: str, did: str, ucid: str) -> None:

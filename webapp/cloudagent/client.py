@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ log = logging.getLogger("webapp.cloudagent")
 # CloudAgent refused for bad credentials (neither uses up the hourly budget).
 UNREACHABLE_HOLD = 5.0
 CREDENTIALS_HOLD = 60.0
+FAILURE_HOLD = 60.0  # any other failed mint: at most one attempt a minute while it fails
+# What a bearer token may hold: anything else (spaces, CR/LF) would break or inject a header.
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{8,4096}")
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"  # noqa: S105
 DISPOSITION_PATH = "/ca_apis/DispositionAPIV2"
 
@@ -307,17 +311,18 @@ class CloudAgentClient:
             {"Content-Type": "application/json", "apiKey": self._api_key},
         )
         if isinstance(reply, Outcome):
-            # A lost answer may still have minted (and killed the old token): it counts. One that
-            # never reached CloudAgent does not, but holds back a storm of new connections.
-            raise MintFailed(
-                reply.reason, hold=UNREACHABLE_HOLD if reply.reason == "unreachable" else 0
-            )
+            if reply.reason == "unreachable":  # never reached: nothing to count
+                raise MintFailed(reply.reason, counted=False, hold=UNREACHABLE_HOLD)
+            # A lost answer may still have minted (and killed the old token): it counts.
+            raise MintFailed(reply.reason, hold=FAILURE_HOLD)
         token = (reply.body or {}).get("token")
-        if not isinstance(token, str) or not token.strip():
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token.strip()):
             refused = reply.text.lower() in ("invalid username or apikey", "username is null")
+            # Never the body itself in the message: it may hold a (malformed) token.
             raise MintFailed(
-                f"http={reply.http_status} message={reply.text!r}",
-                hold=CREDENTIALS_HOLD if refused else 0,
+                f"http={reply.http_status} status={reply.status!r} no usable token",
+                counted=not refused,
+                hold=CREDENTIALS_HOLD if refused else FAILURE_HOLD,
             )
         log.info("cloudagent: minted a new token for %s", self.username)
         token = token.strip()

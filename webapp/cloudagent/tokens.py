@@ -54,13 +54,14 @@ class MintBudgetExhausted(Exception):
 class MintFailed(Exception):
     """Generate Token did not give a token.
 
-    A failed attempt uses up budget (CloudAgent may have minted anyway, or may count refused
-    attempts against its limit) unless it gives a `hold`: refused for bad credentials, or
-    never reached CloudAgent. Those only hold further attempts back for `hold` seconds, so a
-    wrong API key or an outage neither hammers CloudAgent nor locks the account out."""
+    `counted`: the attempt uses up budget (CloudAgent may have minted anyway, or may count
+    refused attempts against its limit); not for bad credentials or a CloudAgent never
+    reached. `hold`: seconds before the next attempt, so that no failure is retried on every
+    request (an outage would otherwise spend the hour's budget in a second)."""
 
-    def __init__(self, message: str, *, hold: float = 0.0) -> None:
+    def __init__(self, message: str, *, counted: bool = True, hold: float = 0.0) -> None:
         super().__init__(message)
+        self.counted = counted
         self.hold = hold
 
 
@@ -82,7 +83,7 @@ def token_expiry(token: str, now: float) -> float:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         exp = float(claims["exp"])
-    except (IndexError, ValueError, KeyError, TypeError):
+    except Exception:  # any oddity (bad base64, JSON, types, 1e400) means "unreadable"
         return now + TOKEN_LIFETIME
     # An exp in the past or far future is more likely wrong than true.
     return exp if now < exp <= now + 24 * 3600 else now + TOKEN_LIFETIME
@@ -126,8 +127,9 @@ class SqliteTokenStore:
                 CREATE TABLE IF NOT EXISTS tokens (
                     account TEXT PRIMARY KEY, token TEXT NOT NULL,
                     expires_at REAL NOT NULL, minted_at REAL NOT NULL);
-                CREATE TABLE IF NOT EXISTS mint_attempts (
-                    account TEXT NOT NULL, at REAL NOT NULL, hold REAL NOT NULL);
+                CREATE TABLE IF NOT EXISTS mint_log (
+                    account TEXT NOT NULL, at REAL NOT NULL,
+                    counted INTEGER NOT NULL, hold REAL NOT NULL);
                 """
             )
         os.chmod(self.path, 0o600)  # it holds a live credential
@@ -158,7 +160,7 @@ class SqliteTokenStore:
         return (
             self._connect()
             .execute(
-                "SELECT COUNT(*) FROM mint_attempts WHERE account = ? AND at > ? AND hold = 0",
+                "SELECT COUNT(*) FROM mint_log WHERE account = ? AND at > ? AND counted",
                 (account, self.clock() - self.window),
             )
             .fetchone()[0]
@@ -168,8 +170,7 @@ class SqliteTokenStore:
         return bool(
             self._connect()
             .execute(
-                "SELECT COUNT(*) FROM mint_attempts "
-                "WHERE account = ? AND hold > 0 AND at + hold > ?",
+                "SELECT COUNT(*) FROM mint_log WHERE account = ? AND hold > 0 AND at + hold > ?",
                 (account, self.clock()),
             )
             .fetchone()[0]
@@ -201,10 +202,13 @@ class SqliteTokenStore:
         try:
             token = mint()
         except MintFailed as failure:
-            db.execute("INSERT INTO mint_attempts VALUES (?, ?, ?)", (account, now, failure.hold))
+            db.execute(
+                "INSERT INTO mint_log VALUES (?, ?, ?, ?)",
+                (account, now, failure.counted, failure.hold),
+            )
             raise
-        db.execute("INSERT INTO mint_attempts VALUES (?, ?, 0)", (account, now))
-        db.execute("DELETE FROM mint_attempts WHERE at <= ?", (now - self.window,))
+        db.execute("INSERT INTO mint_log VALUES (?, ?, 1, 0)", (account, now))
+        db.execute("DELETE FROM mint_log WHERE at <= ?", (now - self.window,))
         db.execute(
             "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?)",
             (account, token.value, token.expires_at, now),
@@ -335,12 +339,16 @@ class RedisTokenStore:
         try:
             token = mint()
         except MintFailed as failure:
-            if failure.hold:
-                # Bad credentials or never reached: no budget used, attempts held back instead.
+            if failure.hold or not failure.counted:
+                # Hold further attempts back; bad credentials or never reached use no budget.
                 try:
                     pipe = self.redis.pipeline()
-                    pipe.zrem(keys["mints"], attempt)
-                    pipe.set(keys["hold"], repr(now + failure.hold), px=int(failure.hold * 1000))
+                    if not failure.counted:
+                        pipe.zrem(keys["mints"], attempt)
+                    if failure.hold:
+                        pipe.set(
+                            keys["hold"], repr(now + failure.hold), px=int(failure.hold * 1000)
+                        )
                     pipe.execute()
                 except RedisError as error:
                     log.warning("could not record the mint hold: %s", error)
