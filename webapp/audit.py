@@ -271,6 +271,15 @@ class AuditLog:
             retrier.join(timeout=10)
         self.engine.dispose()
 
+    def saves_since(self, agent: str, since: float) -> tuple[int, float | None]:
+        """How many attempts the agent started since `since`, and when the oldest started."""
+        query = select(func.count(), func.min(saves.c.started_at)).where(
+            saves.c.agent == agent, saves.c.started_at > since
+        )
+        with self.engine.connect() as conn:
+            count, oldest = conn.execute(query).one()
+        return int(count), oldest
+
     def last_unknown(self, ucid: str, agent: str, before: int) -> str | None:
         """The disposition of this agent's latest earlier finished attempt on the call, if
         that attempt's result is unknown (its answer was lost). A later attempt that CloudAgent

@@ -1,27 +1,25 @@
-"""Per-agent limits on saves, counted in a store every worker process shares.
+"""Per-agent limits on saves, counted where every worker process sees them.
 
-Fixed windows: simple, cheap (one upsert per save), and at worst lets through twice the limit
-across a window boundary, which is fine for stopping a stuck key or a runaway script.
-
-SqliteRateLimiter counts for one host; RedisRateLimiter counts for every instance at once.
+AuditRateLimiter counts for one host from the audit trail (no write of its own);
+RedisRateLimiter counts for every instance at once, in fixed windows (one INCR per save; at
+worst twice the limit across a window boundary, fine for stopping a runaway script).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from redis import Redis
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
-from .writelock import WriteLock
+if TYPE_CHECKING:
+    from .audit import AuditLog
 
 log = logging.getLogger("webapp")
 
@@ -32,57 +30,32 @@ class RateLimiter(Protocol):
         ...
 
 
-class SqliteRateLimiter:
+class AuditRateLimiter:
+    """Single host: count the agent's saves in the audit trail, which records every save that
+    reaches this point anyway, so the limit costs one indexed read and no write. A sliding
+    window: the agent may save again when the oldest save in it is a window old."""
+
     def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        limit: int,
-        window: float,
-        clock: Callable[[], float] = time.time,
+        self, audit: AuditLog, *, limit: int, window: float, clock: Callable[[], float] = time.time
     ) -> None:
-        self.path = Path(path)
+        self.audit = audit
         self.limit = limit
         self.window = window
         self.clock = clock
-        self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = WriteLock(self.path.with_name(self.path.name + ".lock"))
-        self._connect().executescript(
-            """
-            CREATE TABLE IF NOT EXISTS hits (
-                key TEXT NOT NULL, window INTEGER NOT NULL, count INTEGER NOT NULL,
-                PRIMARY KEY (key, window));
-            """
-        )
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
 
     def hit(self, key: str) -> float:
         now = self.clock()
-        window = math.floor(now / self.window)
-        db = self._connect()
-        with self._lock.held():
-            count = db.execute(
-                "INSERT INTO hits VALUES (?, ?, 1) ON CONFLICT (key, window) "
-                "DO UPDATE SET count = count + 1 RETURNING count",
-                (key, window),
-            ).fetchone()[0]
-            if count == 1:  # first hit of a new window: forget the old ones
-                db.execute("DELETE FROM hits WHERE window < ?", (window - 1,))
-        if count <= self.limit:
+        try:
+            count, oldest = self.audit.saves_since(key, now - self.window)
+        except SQLAlchemyError:
+            # The audit log is down: the save will be refused by it, with its own message.
             return 0.0
-        return (window + 1) * self.window - now
+        if count < self.limit or oldest is None:
+            return 0.0
+        return max(0.001, oldest + self.window - now)
 
     def ping(self) -> None:
-        self._connect().execute("SELECT COUNT(*) FROM hits").fetchone()
+        self.audit.ping()
 
 
 class MemoryRateLimiter:

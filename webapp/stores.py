@@ -4,7 +4,7 @@
 | --- | --- | --- |
 | CloudAgent token, its lock, mint budget | SQLite `tokens.sqlite3` | Redis (WIDGET_REDIS_URL) |
 | the dispositions cache | process memory | Redis, a few seconds in memory |
-| per-agent save counts | SQLite `ratelimit.sqlite3` | Redis |
+| per-agent save counts | the audit log's rows | Redis |
 | the audit log | SQLite `audit.sqlite3` | PostgreSQL (WIDGET_DATABASE_URL) |
 
 The SQLite files live under `WIDGET_DATA_DIR`. Each piece has one interface (TokenStore,
@@ -29,7 +29,7 @@ from .cloudagent.outcomes import UNAVAILABLE
 from .cloudagent.tokens import RedisTokenStore, account_key
 from .config import ConfigError, Settings, redact_url
 from .logs import annotate
-from .ratelimit import RedisRateLimiter, SqliteRateLimiter
+from .ratelimit import AuditRateLimiter, RedisRateLimiter
 
 log = logging.getLogger("webapp")
 
@@ -86,8 +86,8 @@ def init_app(app: Flask, settings: Settings, cloudagent: CloudAgentClient) -> No
     if settings.database_url:
         log.info("audit log in %s", app.extensions["audit"].where)
     if client is None:
-        app.extensions["save_limiter"] = SqliteRateLimiter(
-            settings.data_dir / "ratelimit.sqlite3", limit=settings.saves_per_minute, window=60
+        app.extensions["save_limiter"] = AuditRateLimiter(
+            app.extensions["audit"], limit=settings.saves_per_minute, window=60
         )
         app.extensions["dispositions"] = DispositionCache(
             cloudagent.fetch_dispositions, account=cloudagent.account, ttl=settings.dispositions_ttl

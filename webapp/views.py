@@ -143,7 +143,7 @@ def save() -> ResponseReturnValue:
         )
 
     # Only saves that would reach CloudAgent count against the agent's limit.
-    wait = current_app.extensions["save_limiter"].hit(f"save:{call.agent_id}")
+    wait = current_app.extensions["save_limiter"].hit(call.agent_id)
     if wait:
         annotate(outcome=UNAVAILABLE, reason="rate_limited")
         seconds = max(1, round(wait))
