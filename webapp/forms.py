@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, Field, HiddenField, SelectField, SubmitField, TextAreaField
+from wtforms import BooleanField, Field, StringField, TextAreaField
 from wtforms.csrf.core import CSRF
 from wtforms.validators import InputRequired, Length, ValidationError
 
@@ -63,15 +63,14 @@ class DispositionForm(FlaskForm):
     class Meta:
         csrf_class = ContextCSRF
 
-    context = HiddenField()
-    disposition = SelectField(
+    # Text fields: the page renders the selects itself; here only the posted values matter.
+    disposition = StringField(
         "Disposition",
         validators=[
             InputRequired("Choose a disposition."),
             Length(max=DISPOSITION_MAX, message="That disposition name is too long."),
             _printable("Choose a disposition from the list."),
         ],
-        validate_choice=False,  # checked in validate_disposition, with our own message
     )
     comments = TextAreaField(
         "Comments",
@@ -81,8 +80,7 @@ class DispositionForm(FlaskForm):
         ],
     )
     pause = BooleanField("Pause after this call")
-    pause_reason = SelectField("Pause reason", validate_choice=False)
-    save = SubmitField("Save disposition")
+    pause_reason = StringField("Pause reason")
 
     def __init__(
         self,
@@ -94,17 +92,13 @@ class DispositionForm(FlaskForm):
         super().__init__(*args, **kwargs)
         # None: the list could not be loaded; CloudAgent then judges the name on its own.
         self.known = None if dispositions is None else set(dispositions)
-        self.disposition.choices = [("", "Choose a disposition")] + [
-            (name, name) for name in dispositions or ()
-        ]
-        self.pause_reason.choices = [("", "Choose a reason")] + [(r, r) for r in pause_reasons]
         self.reasons = set(pause_reasons)
 
-    def validate_disposition(self, field: SelectField) -> None:
+    def validate_disposition(self, field: StringField) -> None:
         if self.known is not None and field.data not in self.known:
             raise ValidationError("Choose a disposition from the list.")
 
-    def validate_pause_reason(self, field: SelectField) -> None:
+    def validate_pause_reason(self, field: StringField) -> None:
         if not self.pause.data:
             field.data = ""  # ignored unless pausing
             return
