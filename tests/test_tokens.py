@@ -204,3 +204,23 @@ def test_a_mint_storm_never_makes_more_than_ten_attempts_an_hour(client, simulat
     assert kinds[-1] == ("unavailable", "mint_budget")
     assert set(kinds) <= {("queued", "queued"), ("unavailable", "mint_budget"),
                           ("unavailable", "mint_failed")}  # fmt: skip
+
+
+def test_a_stale_copy_of_the_token_costs_no_save(make_client, simulator):
+    """Process B still holds the token of two mints ago; the stored one is dead too (an
+    outside mint): B tries the stored one, then mints once, and the save goes through."""
+    call = simulator.start_call("agent1", DID)
+    a, b = make_client(), make_client()  # two processes sharing one store
+
+    def save(client):
+        return client.set_disposition(
+            agent_id="agent1", did=DID, ucid=call.ucid, disposition="Interested"
+        ).kind
+
+    assert save(a) == "queued" and save(b) == "queued"  # b copies a's token
+    simulator.rotate_token("demo")
+    assert save(a) == "queued"  # a mints anew: b's copy is now two tokens old
+    simulator.rotate_token("demo")
+    before = simulator.stats()["requests"]["generateToken"]
+    assert save(b) == "queued"
+    assert simulator.stats()["requests"]["generateToken"] == before + 1

@@ -49,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from .cloudagent.tokens import enable_wal
 from .config import ConfigError
 from .writelock import WriteLock
 
@@ -333,9 +334,9 @@ class AuditLog:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets every worker write while others read; NORMAL sync survives a process crash.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    enable_wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -192,21 +192,27 @@ class CloudAgentClient:
         }
 
     def _call(self, action: str, body: dict[str, str]) -> Reply | Outcome:
-        """POST to the Disposition API; on a refused token, get a new one and try once more
-        (safe: a refused request was not carried out)."""
+        """POST to the Disposition API; on a refused token, get a new one and try again (safe:
+        a refused request was not carried out). At most one mint per call: a token minted
+        for this call and refused too ends it. A refused token that was only this process's
+        stale copy costs no mint, so then the stored one is tried as well."""
         refused: str | None = None
-        for _attempt in range(2):
+        for _attempt in range(3):
             headers = {"Content-Type": "application/json"}
+            minted = False
             if self.auth == "apikey":
                 headers["apiKey"] = self._api_key
             else:
-                token = self._bearer(refused)
-                if isinstance(token, Outcome):
-                    return token
+                got = self._bearer(refused)
+                if isinstance(got, Outcome):
+                    return got
+                token, minted = got
                 headers["Authorization"] = f"Bearer {token.value}"
             reply = self._post(action, DISPOSITION_PATH, body, headers)
             if isinstance(reply, Outcome) or not reply.token_refused or self.auth == "apikey":
                 return reply
+            if minted and refused is not None:
+                break  # a token minted because of a refusal was refused as well
             refused = token.value
         return refusal_outcome(reply)
 
@@ -262,20 +268,27 @@ class CloudAgentClient:
         )
         return reply
 
-    def _bearer(self, refused: str | None) -> Token | Outcome:
+    def _bearer(self, refused: str | None) -> tuple[Token, bool] | Outcome:
+        """A token to send (and whether it was minted just now), or why there is none."""
         now = self.clock()
         if refused is None and self._token and self._token.fresh(now):
-            return self._token
+            return self._token, False
         assert self.token_store is not None
+        minted: list[bool] = []
+
+        def mint() -> Token:
+            minted.append(True)
+            return self._mint()
+
         try:
             stored = self.token_store.current(self.account)
             if stored and stored.value != refused and stored.fresh(now):
                 self._token = stored
-                return stored
-            self._token = self.token_store.replace(self.account, refused, self._mint)
+                return stored, False
+            self._token = self.token_store.replace(self.account, refused, mint)
         except StoreUnavailable as down:
             if refused is None and self._token and now < self._token.expires_at:
-                return self._token  # due for renewal, still valid: better than failing
+                return self._token, False  # due for renewal, still valid: better than failing
             log.error("cloudagent: the shared token store is unreachable: %s", down)
             return _unavailable(
                 "The service's shared store is unreachable, so nothing was sent. "
@@ -300,7 +313,7 @@ class CloudAgentClient:
                 "Nothing was sent: save again in a moment.",
                 "mint_failed",
             )
-        return self._token
+        return self._token, bool(minted)
 
     def _mint(self) -> Token:
         """Generate Token. Called only by the token store, under its lock."""

@@ -139,7 +139,7 @@ class SqliteTokenStore:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
             conn = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn, timeout=self.lock_timeout)
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -371,3 +371,22 @@ class RedisTokenStore:
             # the lock once Redis answers (one mint, within the budget).
             log.error("minted a token but could not store it in Redis: %s", error)
         return token
+
+
+def enable_wal(conn: sqlite3.Connection | sqlite3.Cursor, timeout: float = 30.0) -> None:
+    """Put `conn`'s database in WAL mode, waiting up to `timeout` seconds for other processes.
+
+    The first switch of a new file needs an exclusive lock, and SQLite answers "database is
+    locked" at once, without the busy timeout, to a process switching it at the same moment as
+    another: gunicorn's workers all open the stores as they boot on a new data folder, and one
+    that fails to boot makes gunicorn stop the whole server. A file already in WAL mode stays
+    so, and then the pragma takes no such lock."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
