@@ -18,6 +18,7 @@
       type: MESSAGE_TYPE,
       version: 1,
       outcome: outcome.dataset.outcome,
+      resultUnknown: outcome.dataset.resultUnknown === "true",
       ucid: outcome.dataset.ucid || null,
       disposition: outcome.dataset.disposition || null,
       message: outcome.textContent.trim(),
@@ -48,6 +49,7 @@
     const p = document.createElement("p");
     p.className = "outcome outcome--" + kind;
     p.dataset.outcome = kind;
+    p.dataset.resultUnknown = "true";
     p.dataset.ucid = form ? form.dataset.ucid : "";
     const select = document.getElementById("disposition");
     p.dataset.disposition = select ? select.value : "";

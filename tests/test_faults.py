@@ -91,6 +91,7 @@ def test_a_lost_answer_is_unknown_then_reported_as_saved_earlier(app, web, simul
     html = first.get_data(as_text=True)
     assert outcome_of(first) == "unavailable"
     assert "Result unknown" in html and "Save again" in html
+    assert 'data-result-unknown="true"' in html  # what the host page is told, too
     assert simulator.get_call(call.ucid).disposition == "Sale closed"  # it did go through
 
     second = panel.save(disposition="Sale closed")

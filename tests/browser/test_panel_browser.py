@@ -49,6 +49,7 @@ def test_save_while_live_is_queued_and_the_host_page_is_told(page, sites, simula
         "type": "cloudagent-disposition",
         "version": 1,
         "outcome": "queued",
+        "resultUnknown": False,
         "ucid": call.ucid,
         "disposition": "Interested",
         "message": text,
@@ -132,7 +133,8 @@ def test_our_server_unreachable_says_the_result_is_unknown(page, sites, simulato
     frame.get_by_role("button", name="Save disposition").click()
     kind, text = outcome(frame)
     assert kind == "unavailable" and "Result unknown" in text
-    assert received(page)[0]["data"]["outcome"] == "unavailable"
+    (message,) = received(page)
+    assert (message["data"]["outcome"], message["data"]["resultUnknown"]) == ("unavailable", True)
 
 
 def test_the_button_is_disabled_while_saving(page, sites, simulator):
