@@ -7,13 +7,9 @@ a dead token must cost exactly one mint, whoever notices first, and never more t
 account's 10 mints an hour, whatever happens upstream.
 """
 
-import json
 import logging
 import os
 import re
-import signal
-import socket
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,10 +22,9 @@ from webapp.simulator import Simulator
 from webapp.simulator.server import start_server
 
 from .conftest import DID, widget_env
+from .gunicorn_server import GunicornServer
 from .test_panel import hidden, launch_path
 
-ROOT = Path(__file__).resolve().parent.parent
-GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
 WORKERS = 4
 THREADS = 16
 LATENCY = 0.05  # seconds per simulator answer, so upstream calls overlap
@@ -44,118 +39,27 @@ UPSTREAM_AUTH_TEXTS = (
 )
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _children(pid):
-    """Pids whose parent is `pid`, read from /proc (the app is not asked)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # The command name is in parentheses and may hold spaces: the ppid follows the last ')'.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
-
-
-class Stack:
+class Stack(GunicornServer):
     """The simulator in this process, and gunicorn serving wsgi:app as in production."""
 
     def __init__(self, data_dir):
-        data_dir.mkdir(parents=True, exist_ok=True)
         self.sim = Simulator(latency=LATENCY)
         self.upstream = start_server(self.sim)
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
         env |= widget_env(self.upstream.url, data_dir)
         env |= {
-            "WIDGET_BIND": f"127.0.0.1:{port}",
             "WIDGET_WORKERS": str(WORKERS),
             "WIDGET_THREADS": str(THREADS),
             # The per-agent save limit is another feature: lift it so that hundreds of saves
             # by one agent reach the token code, which is what these tests are about.
             "WIDGET_SAVES_PER_MINUTE": "10000",
         }
-        # A file, not a pipe: nobody reads while the test runs, and a full pipe would block.
-        self.log_path = data_dir / "gunicorn.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.workers = []
-
-    def log(self, lines=40):
-        """The server's output for a failure message, condensed: gunicorn's own lines, the
-        service's warnings and errors, its mints and any 5xx, repeats counted, not the
-        thousands of per-request INFO lines."""
-        every = self.log_path.read_text(errors="replace").splitlines()
-        counts = {}
-        for line in every:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                key = line  # gunicorn's own, timestamped
-            else:
-                message = str(record.get("message"))
-                if record.get("level") == "INFO" and not (
-                    message.startswith("cloudagent: minted")
-                    or (message == "request" and int(record.get("status", 0)) >= 500)
-                ):
-                    continue
-                if message == "request":
-                    message = json.dumps(record)
-                key = f"{record.get('level')} {record.get('logger')}: {message}"
-            counts[key] = counts.get(key, 0) + 1
-        shown = [f"{n} x {key}" if n > 1 else key for key, n in counts.items()][-lines:]
-        return f"gunicorn output ({len(every)} lines), condensed:\n" + "\n".join(shown)
-
-    def wait_ready(self, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"gunicorn exited with {self.proc.returncode} during start-up:\n{self.log()}"
-                )
-            workers = _children(self.proc.pid)
-            try:
-                healthy = requests.get(self.url + "/healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                healthy = False
-            # /healthz answers once one worker is up; wait for all of them to have forked.
-            if healthy and len(workers) >= WORKERS:
-                self.workers = workers
-                return
-            time.sleep(0.1)
-        pytest.fail(
-            f"gunicorn not ready within {timeout:g} s (workers {_children(self.proc.pid)}, "
-            f"/healthz failing or fewer than {WORKERS} workers):\n{self.log()}"
-        )
+        super().__init__(data_dir, env, workers=WORKERS)
 
     def stop(self):
         try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=25)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
+            super().stop()
         finally:
-            self._log.close()
             self.upstream.stop()
 
     def open_panels(self, count, agent="agent1"):
@@ -202,13 +106,6 @@ class Stack:
 
         with ThreadPoolExecutor(len(panels)) as pool:
             return list(pool.map(save_one, panels))
-
-    def check_workers_unchanged(self):
-        """No worker died, timed out or was replaced while the test ran."""
-        assert self.proc.poll() is None, f"gunicorn exited:\n{self.log()}"
-        assert _children(self.proc.pid) == self.workers, (
-            f"worker pids changed from {self.workers} to {_children(self.proc.pid)}:\n{self.log()}"
-        )
 
 
 def outcome(response):

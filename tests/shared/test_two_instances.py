@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -27,9 +26,10 @@ from webapp.simulator import Simulator
 from webapp.simulator.server import start_server
 
 from ..conftest import DID, widget_env
+from ..gunicorn_server import ROOT, GunicornServer
 from ..test_panel import hidden, launch_path
-from ..test_races import GUNICORN, ROOT, UPSTREAM_AUTH_TEXTS, _children, outcome, summary
-from .conftest import RedisServer, free_port
+from ..test_races import UPSTREAM_AUTH_TEXTS, outcome, summary
+from .conftest import RedisServer
 
 WORKERS = 4
 THREADS = 16
@@ -38,81 +38,15 @@ LATENCY = 0.05
 TROUBLE = re.compile(r"sign[ -]in|token|traceback", re.IGNORECASE)
 
 
-class Instance:
-    """One instance: gunicorn serving wsgi:app as in production."""
+class Instance(GunicornServer):
+    """One instance: gunicorn serving wsgi:app as in production, ready when /readyz says so."""
 
     def __init__(self, name, data_dir, env):
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = env | {
-            "WIDGET_DATA_DIR": str(data_dir),
-            "WIDGET_BIND": f"127.0.0.1:{port}",
-            "WIDGET_INSTANCE_NAME": name,
-        }
-        self.log_path = data_dir / "gunicorn.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.workers = []
-
-    def log(self, lines=30):
-        """Warnings, errors, mints and 5xx lines, repeats counted."""
-        counts = {}
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                key = line
-            else:
-                message = str(record.get("message"))
-                if record.get("level") == "INFO" and not (
-                    message.startswith("cloudagent: minted")
-                    or (message == "request" and int(record.get("status", 0)) >= 500)
-                ):
-                    continue
-                key = f"{record.get('level')} {record.get('logger')}: {message}"
-            counts[key] = counts.get(key, 0) + 1
-        shown = [f"{n} x {key}" if n > 1 else key for key, n in counts.items()][-lines:]
-        return f"--- {self.name} ---\n" + "\n".join(shown)
+        env = env | {"WIDGET_DATA_DIR": str(data_dir), "WIDGET_INSTANCE_NAME": name}
+        super().__init__(data_dir, env, name=name, workers=WORKERS, probe="/readyz")
 
     def wait_ready(self, timeout=40.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
-            workers = _children(self.proc.pid)
-            try:
-                ready = requests.get(self.url + "/readyz", timeout=2).status_code == 200
-            except requests.RequestException:
-                ready = False
-            if ready and len(workers) >= WORKERS:
-                self.workers = workers
-                return
-            time.sleep(0.1)
-        pytest.fail(f"{self.name} not ready within {timeout:g} s:\n{self.log()}")
-
-    def check_workers_unchanged(self):
-        assert self.proc.poll() is None, self.log()
-        assert _children(self.proc.pid) == self.workers, self.log()
-
-    def stop(self):
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=25)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-        finally:
-            self._log.close()
+        super().wait_ready(timeout)
 
 
 class Cluster:
