@@ -5,13 +5,21 @@ from concurrent.futures import ThreadPoolExecutor
 from webapp.cloudagent import CloudAgentClient, SqliteTokenStore
 
 
-def save_many(url: str, store_path: str, ucid: str, did: str, calls: int) -> list[str]:
-    """One worker process: its own client and store connection, `calls` saves on 8 threads."""
+def save_many(url: str, store: str, ucid: str, did: str, calls: int) -> list[str]:
+    """One worker process: its own client and token store connection, `calls` saves on 8
+    threads. `store` is a SQLite file, or a redis:// URL for the shared Redis store."""
+    if store.startswith("redis://"):
+        from webapp.cloudagent.tokens import RedisTokenStore
+        from webapp.stores import redis_client
+
+        token_store = RedisTokenStore(redis_client(store))
+    else:
+        token_store = SqliteTokenStore(store)
     client = CloudAgentClient(
         base_url=url,
         username="demo",
         api_key="demo-api-key",
-        token_store=SqliteTokenStore(store_path),
+        token_store=token_store,
         connect_timeout=5,
         read_timeout=30,
     )

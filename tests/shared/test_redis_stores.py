@@ -22,8 +22,8 @@ from webapp.ratelimit import RedisRateLimiter
 from webapp.stores import redis_client
 
 from ..conftest import DID
+from ..procs import save_many
 from ..test_tokens import Clock
-from .procs import save_many_on_redis
 
 ACCOUNT = "https://in1-ccaas-api.ozonetel.com|acme"
 
@@ -125,7 +125,7 @@ def test_one_mint_for_many_processes_sharing_redis(upstream, simulator, redis_ur
 
         def run_round():
             args = [(upstream.url, redis_url, call.ucid, DID, 50)] * 4
-            return [kind for kinds in pool.starmap(save_many_on_redis, args) for kind in kinds]
+            return [kind for kinds in pool.starmap(save_many, args) for kind in kinds]
 
         assert run_round() == ["queued"] * 200
         simulator.expire_token("demo")
