@@ -2,6 +2,7 @@
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from webapp.cloudagent import DispositionCache, DispositionList, Outcome
 
@@ -95,18 +96,16 @@ def test_a_failed_first_load_is_not_cached():
     assert cache.get("a1", "did1", "u1") == OLD
 
 
+def get_at_once(cache, count):
+    """`count` threads asking for the same DID's list at once; their answers."""
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: cache.get("a", "did1", "u"), range(count)))
+
+
 def test_concurrent_first_loads_wait_for_one_fetch():
     fetch = FakeFetch(OLD, delay=0.2)
     cache = DispositionCache(fetch, account="acme", ttl=300, clock=Clock())
-    results = []
-    threads = [
-        threading.Thread(target=lambda: results.append(cache.get("a", "did1", "u")))
-        for _ in range(8)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = get_at_once(cache, 8)
     assert results == [OLD] * 8
     assert fetch.calls == 1
 
@@ -114,15 +113,7 @@ def test_concurrent_first_loads_wait_for_one_fetch():
 def test_callers_waiting_on_a_failing_first_load_share_its_failure():
     fetch = FakeFetch(DOWN, delay=0.3)
     cache = DispositionCache(fetch, account="acme", ttl=300, clock=time.monotonic)
-    results = []
-    threads = [
-        threading.Thread(target=lambda: results.append(cache.get("a", "did1", "u")))
-        for _ in range(8)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = get_at_once(cache, 8)
     assert results == [DOWN] * 8
     assert fetch.calls == 1  # not eight fetches one after another
     fetch.results = [OLD]
