@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from sqlalchemy.pool import NullPool
 
 from .cloudagent.tokens import enable_wal
 from .config import ConfigError
+from .groupcommit import GroupCommit
 from .writelock import WriteLock
 
 log = logging.getLogger("webapp.audit")
@@ -171,12 +171,14 @@ class AuditLog:
                 },
             }
         self.engine: Engine = create_engine(url, **options)
-        self._writing: Any = nullcontext  # PostgreSQL queues its writers well by itself
+        # PostgreSQL queues concurrent writers well by itself; SQLite takes one at a time.
+        self._group: GroupCommit | None = None
         if self.engine.dialect.name == "sqlite":
             database = Path(self.engine.url.database or ".")
             database.parent.mkdir(parents=True, exist_ok=True)
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            self._writing = WriteLock(database.with_name(database.name + ".lock")).held
+            lock = WriteLock(database.with_name(database.name + ".lock"))
+            self._group = GroupCommit(self.engine, lock.held)
         prepare_schema(url)
         self._pending: list[tuple[float, int, dict[str, Any]]] = []
         self._pending_lock = threading.Lock()
@@ -187,6 +189,13 @@ class AuditLog:
     def where(self) -> str:
         """The database, for logs: never its password."""
         return self.engine.url.render_as_string(hide_password=True)
+
+    def _write(self, write: Callable[[Connection], Any]) -> Any:
+        """Run `write` in a committed transaction (SQLite: the process's next group commit)."""
+        if self._group is not None:
+            return self._group.run(write)
+        with self.engine.begin() as conn:
+            return write(conn)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
@@ -208,9 +217,9 @@ class AuditLog:
             instance=self.instance,
         )
         try:
-            with self._writing(), self.engine.begin() as conn:
-                result = conn.execute(_BEGIN, values)
-                return int(result.inserted_primary_key[0])
+            return int(
+                self._write(lambda conn: conn.execute(_BEGIN, values).inserted_primary_key[0])
+            )
         except SQLAlchemyError as error:
             log.error("audit log unreachable (%s): save refused before CloudAgent", _short(error))
             raise AuditUnavailable(str(error)) from error
@@ -247,8 +256,8 @@ class AuditLog:
             self._retry_later(entry_id, values)
 
     def _complete(self, entry_id: int, values: dict[str, Any]) -> None:
-        with self._writing(), self.engine.begin() as conn:
-            conn.execute(_COMPLETE, {"entry_id": entry_id, **values})
+        params = {"entry_id": entry_id, **values}
+        self._write(lambda conn: conn.execute(_COMPLETE, params))
 
     def _retry_later(self, entry_id: int, values: dict[str, Any]) -> None:
         with self._pending_lock:
@@ -290,6 +299,8 @@ class AuditLog:
         retrier = self._retrier
         if retrier is not None:
             retrier.join(timeout=10)
+        if self._group is not None:
+            self._group.close()
         self.engine.dispose()
 
     def saves_since(self, agent: str, since: float) -> tuple[int, float | None]:
