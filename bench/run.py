@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> None:
             time.sleep(0.05)
         sim_info = json.loads(sim_info_path.read_text())
         sim_url = sim_info["url"]
+        sim_pids = [sim.proc.pid, *children(sim.proc.pid)]  # gunicorn's master and worker
 
         # The widget and the hello app, the same gunicorn config.
         launch_secret = secrets.token_hex(24)
@@ -498,7 +499,7 @@ def main(argv: list[str] | None = None) -> None:
             "errors_run": {"concurrency": args.error_agents, "saves": args.error_saves},
             "diagnostic": args.diagnostic,
             "stagger": args.latency,
-            "pids": {"simulator": [sim.proc.pid], "widget": widget_workers},
+            "pids": {"simulator": sim_pids, "widget": widget_workers},
         }
         (tmp / "load.json").write_text(json.dumps(load_config))
         subprocess.run(  # noqa: S603

@@ -5,26 +5,27 @@
 Two accounts: `bench` is the widget's (its agents bench0001... each have one live call on one of
 the bench DIDs), `direct` is the baseline's (the load generator calls the simulator directly
 with it, so the baseline's mint never kills the widget's token). The direct account's token is
-minted here, once, at start. When everything is set up the calls, DIDs and credentials are
-written to --out as JSON, and only then is the port served.
+minted here, once, at start. When everything is set up and the worker serves, the calls, DIDs
+and credentials are written to --out as JSON.
 
-It is never the bottleneck: each request sleeps the latency outside the simulator's lock on a
-thread of its own (werkzeug's threaded server, one thread per connection, keep-alive), so
-hundreds of answers overlap; the request log is off, and the listen backlog is deep enough for
-hundreds of connections opened at once. The benchmark reports this process's CPU use in each
-phase, and the direct baseline shows its service time (median answer minus the latency).
+It is never the bottleneck: it is served by gunicorn's gthread worker (one process, so one
+simulator state; a thread per request in flight, from a pool), each request sleeps the
+latency outside the simulator's lock, so hundreds of answers overlap, and connections are
+kept alive as a real API's are. (werkzeug's server, used before, closes every connection
+after one answer: each CloudAgent call then paid a new TCP connection on both sides, and
+the simulator a new thread.) No request log; a listen backlog deep enough for hundreds of
+agents connecting at once. The benchmark reports this process's CPU use in each phase, and
+the direct baseline shows its service time (median answer minus the latency).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import signal
-import sys
+from typing import Any
 
-from werkzeug.serving import ThreadedWSGIServer
+from gunicorn.app.base import BaseApplication
 
 from webapp.simulator.app import create_app
 from webapp.simulator.state import Simulator
@@ -38,10 +39,20 @@ DISPOSITIONS = ["Interested", "Not interested", "Call back later", "Wrong number
 PAUSE_REASONS = ["Break", "Lunch", "Training", "Meeting", "Bio break"]
 
 
-class Server(ThreadedWSGIServer):
-    # werkzeug listens with a backlog of 128: 500 agents connecting at once would overflow it
-    # and wait a second for SYN retransmits, which is the kernel, not the simulator.
-    request_queue_size = 2048
+class Server(BaseApplication):
+    """gunicorn, configured here rather than by a config file: the simulator's state is built
+    in this process before the worker is forked, so the one worker serves it."""
+
+    def __init__(self, app: Any, options: dict[str, Any]) -> None:
+        self.app, self.options = app, options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self.options.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Any:
+        return self.app
 
 
 def agent_names(prefix: str, count: int) -> list[str]:
@@ -94,22 +105,40 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.3, help="seconds per API answer")
     parser.add_argument("--agents", type=int, default=600, help="agents per account")
     parser.add_argument("--out", required=True, help="where to write calls and credentials")
+    parser.add_argument("--threads", type=int, default=1024, help="requests in flight at most")
     args = parser.parse_args(argv)
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     sim, info = build(args.latency, args.agents)
-    server = Server(args.host, args.port, create_app(sim))
-    info["url"] = f"http://{args.host}:{server.port}"
+    info["url"] = f"http://{args.host}:{args.port}"
     info["pid"] = os.getpid()
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(info, handle)
-    os.replace(tmp, args.out)  # the bench waits for this file: it appears whole
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        server.serve_forever(poll_interval=0.1)
-    finally:
-        server.server_close()
+
+    def post_worker_init(_worker: Any) -> None:  # in the worker, once it can serve
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as handle:
+            json.dump(info, handle)
+        os.replace(tmp, args.out)  # the bench waits for this file: it appears whole
+
+    Server(
+        create_app(sim),
+        {
+            "bind": f"{args.host}:{args.port}",
+            "workers": 1,  # one simulator state
+            "worker_class": "gthread",
+            # Every request in flight sleeps on a thread: enough for the largest run's agents
+            # and every widget thread together.
+            "threads": args.threads,
+            "worker_connections": 4 * args.threads,
+            "backlog": 2048,
+            "keepalive": 30,
+            "timeout": 120,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "warning",
+            "control_socket_disable": True,
+            "graceful_timeout": 2,
+            "post_worker_init": post_worker_init,
+        },
+    ).run()
 
 
 if __name__ == "__main__":
