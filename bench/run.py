@@ -236,9 +236,9 @@ def wrk(binary: str, url: str, connections: int, seconds: float, pids: list[int]
 def server_side(log_path: Path) -> dict:
     """The widget's own view of each tagged run, from its one JSON line per request (the load
     generator and the browser tag their requests in X-Request-ID): how many requests, the time
-    inside the app and the time waiting on CloudAgent. For saves, client time minus server time
-    is time spent before a worker thread took the request (or on the wire). Empty if the log's
-    format is not the one expected."""
+    inside the app, the time waiting on CloudAgent and (saves) writing the audit trail. For
+    saves, client time minus server time is time spent before a worker thread took the request
+    (or on the wire). Empty if the log's format is not the one expected."""
     runs: dict[str, dict[str, list[float]]] = {}
     with log_path.open(errors="replace") as handle:
         for line in handle:
@@ -251,9 +251,11 @@ def server_side(log_path: Path) -> dict:
             tag = str(record.get("request_id", "")).rpartition(".")[0]
             if record.get("message") != "request" or not tag.startswith("bench-"):
                 continue
-            run = runs.setdefault(tag, {"server": [], "upstream": []})
+            run = runs.setdefault(tag, {"server": [], "upstream": [], "audit": []})
             run["server"].append(float(record.get("duration_ms", 0)))
             run["upstream"].append(float(record.get("upstream_ms", 0)))
+            if "audit_ms" in record:
+                run["audit"].append(float(record["audit_ms"]))
     return {
         tag: {
             "requests": len(run["server"]),
@@ -261,6 +263,8 @@ def server_side(log_path: Path) -> dict:
             "server_p99_ms": round(percentile(run["server"], 99), 1),
             "upstream_p50_ms": round(percentile(run["upstream"], 50), 1),
             "upstream_p99_ms": round(percentile(run["upstream"], 99), 1),
+            "audit_p50_ms": round(percentile(run["audit"], 50), 1),
+            "audit_p99_ms": round(percentile(run["audit"], 99), 1),
         }
         for tag, run in sorted(runs.items())
     }
@@ -735,7 +739,8 @@ def notes(r: dict) -> list[str]:
         side = server.get(f"bench-round{index}")
         inside = (
             f"; in the app p50 {side['server_p50_ms']:.0f} ms of which CloudAgent "
-            f"{side['upstream_p50_ms']:.0f} ms"
+            f"{side['upstream_p50_ms']:.0f} ms, audit trail {side['audit_p50_ms']:.1f} ms "
+            f"(p99 {side['audit_p99_ms']:.1f})"
             if side
             else ""
         )

@@ -51,6 +51,8 @@ def test_one_structured_line_per_request_with_its_id_and_upstream_calls(web, cal
     assert [c["action"] for c in opened["upstream"]] == ["generateToken", "get"]
     assert [c["action"] for c in saved["upstream"]] == ["Set"]
     assert saved["upstream_ms"] > 0
+    assert 0 < saved["audit_ms"] < saved["duration_ms"]
+    assert "audit_ms" not in opened  # only saves write the audit trail
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
 
 
