@@ -1,5 +1,5 @@
-"""Group commit: writes queued while the writer waits go out together, each caller learns of
-its own write only, and nothing queued is dropped on close."""
+"""Group commit: writes queued while a leader writes go out together in the next batch, each
+caller learns of its own write only, and nothing queued is dropped on close."""
 
 import threading
 import time
@@ -70,7 +70,7 @@ def test_writes_queued_behind_the_lock_commit_together_each_with_its_own_result(
     group = GroupCommit(engine, lambda: gate)
     gate.acquire()
     first, _ = run_all(group, [("first", add("first"))])
-    while group._thread is None or group._queue:  # the writer took "first", waits for the lock
+    while group._queue or not group._leading:  # "first" leads, and waits for the lock
         time.sleep(0.005)
     threads, results = run_all(group, [(f"n{i}", add(f"n{i}")) for i in range(20)])
     wait_queued(group, 20)
@@ -92,7 +92,7 @@ def test_a_write_the_database_refuses_fails_alone(engine):
     group = GroupCommit(engine, lambda: gate)
     gate.acquire()
     first, _ = run_all(group, [("first", add("first"))])
-    while group._thread is None or group._queue:
+    while group._queue or not group._leading:
         time.sleep(0.005)
     writes = [("a", add("a")), ("dup", add("taken")), ("b", add("b"))]
     threads, results = run_all(group, writes)
@@ -118,25 +118,66 @@ def test_a_database_that_cannot_be_written_fails_every_waiting_write(engine):
     group.close()
 
 
+def test_an_uncontended_write_is_made_by_its_own_thread(engine):
+    threads = []
+
+    def write(conn):
+        threads.append(threading.current_thread())
+        return add("alone")(conn)
+
+    GroupCommit(engine, threading.Lock).run(write)
+    assert threads == [threading.current_thread()]
+
+
 def test_close_commits_what_is_queued_then_refuses_new_writes(engine):
     gate = threading.Lock()
     group = GroupCommit(engine, lambda: gate)
     gate.acquire()
     first, _ = run_all(group, [("q0", add("q0"))])
-    while group._thread is None or group._queue:
+    while group._queue or not group._leading:
         time.sleep(0.005)
     threads, results = run_all(group, [(f"q{i}", add(f"q{i}")) for i in range(1, 5)])
     wait_queued(group, 4)
-    closer = threading.Thread(target=group.close)
-    closer.start()
+    group.close()
     gate.release()
-    closer.join(5)
     for thread in first + threads:
         thread.join(5)
 
     assert names(engine) == [f"q{i}" for i in range(5)]
-    assert not group._thread.is_alive()
+    assert not group._leading and not group._queue
     assert sorted(results) == [f"q{i}" for i in range(1, 5)]
     assert all(isinstance(row_id, int) for row_id in results.values())
     with pytest.raises(RuntimeError):
         group.run(add("too late"))
+
+
+@pytest.mark.parametrize("max_rounds", [1, 8])
+def test_a_leader_takes_along_what_queued_for_a_few_rounds_then_hands_over(engine, max_rounds):
+    gate = threading.Lock()
+    group = GroupCommit(engine, lambda: gate, max_rounds=max_rounds)
+    ran_on = {}
+
+    def write(name):
+        def run(conn):
+            ran_on[name] = threading.current_thread()
+            return add(name)(conn)
+
+        return run
+
+    gate.acquire()
+    first, _ = run_all(group, [("first", write("first"))])
+    while group._queue or not group._leading:
+        time.sleep(0.005)
+    threads, results = run_all(group, [(f"w{i}", write(f"w{i}")) for i in range(3)])
+    wait_queued(group, 3)
+    gate.release()
+    for thread in first + threads:
+        thread.join(5)
+
+    assert sorted(results) == ["w0", "w1", "w2"] and engine.commits == 2
+    (batch_thread,) = {ran_on[f"w{i}"] for i in range(3)}
+    if max_rounds == 1:  # the first leader handed over to one of the queued writers
+        assert batch_thread in threads
+    else:  # it went on to commit them itself
+        assert batch_thread is first[0]
+    assert not group._leading and not group._queue

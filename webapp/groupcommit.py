@@ -1,20 +1,25 @@
-"""Group commit: the SQLite writes of a process's request threads, committed together by one
-writer thread.
+"""Group commit: concurrent SQLite writes of a process committed together, by one of the
+threads that asked for them.
 
-Every audit write takes the host's write lock (webapp.writelock). A request thread holding it
-could wait milliseconds for the GIL before it got to commit, and with two writes per save from
-64 threads a worker the lock became the queue: at 200 agents saving, an audit write took p50
-3.5 ms but p90 63 ms and p99 over 170 ms. Here one thread per process takes the lock once for
-everything queued since its last commit, and each caller still returns only once its own
-write is committed: a save still reaches CloudAgent only after its row is on disk.
+Every audit write takes the host's write lock (webapp.writelock). When each request thread
+wrote on its own, a thread holding the lock could wait milliseconds for the GIL before it
+got to commit, and the threads behind it queued: at 200 agents saving, an audit write took
+p50 3.5 ms but p90 63 ms and p99 over 170 ms. A writer thread of its own (tried next) cut the
+tail, but the two thread hand-offs per write (to the writer and back) cost more than the
+writes under load.
+
+So a thread that finds nobody writing writes at once, itself, and takes along whatever other
+threads queued meanwhile (the leader); a thread that finds a leader at work queues its write
+and waits. A leader commits the batch holding its own write, then what queued meanwhile, up
+to a few batches, then hands the lead to the first thread still queued. Each caller returns
+only once its own write is committed: a save still reaches CloudAgent only after its row is
+on disk.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
@@ -22,7 +27,23 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 T = TypeVar("T")
-Write = Callable[[Connection], Any]
+
+
+class _Slot:
+    """One queued write, and what became of it."""
+
+    __slots__ = ("write", "woken", "done", "result", "error")
+
+    def __init__(self, write: Callable[[Connection], Any]) -> None:
+        self.write = write
+        self.woken = threading.Event()  # set when done, or when this thread is to lead
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error, self.done = result, error, True
+        self.woken.set()
 
 
 class GroupCommit:
@@ -32,69 +53,80 @@ class GroupCommit:
         lock: Callable[[], AbstractContextManager[Any]],
         *,
         max_batch: int = 256,
+        max_rounds: int = 8,
     ) -> None:
         self._engine = engine
         self._lock = lock
         self._max_batch = max_batch
-        self._queue: list[tuple[Write, Future[Any]]] = []
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._pid = -1
+        self._max_rounds = max_rounds
+        self._queue: list[_Slot] = []
+        self._mutex = threading.Lock()
+        self._leading = False
         self._closed = False
 
     def run(self, write: Callable[[Connection], T]) -> T:
-        """Run `write` in the writer's next transaction; its result once committed, or the
-        error that stopped it."""
-        future: Future[T] = Future()
-        with self._wake:
+        """Run `write` in a committed transaction, maybe with others' writes; its result, or
+        the error that stopped it."""
+        slot = _Slot(write)
+        with self._mutex:
             if self._closed:
                 raise RuntimeError("group commit closed")
-            self._queue.append((write, future))
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._write_batches, name="audit-writer", daemon=True
-                )
-                self._thread.start()
-            self._wake.notify()
-        return future.result()
+            self._queue.append(slot)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            slot.woken.wait()
+        if not slot.done:  # this thread leads: its own write is still queued
+            self._lead()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then stop the writer."""
-        with self._wake:
+    def close(self) -> None:
+        """Refuse new writes; those already queued are still committed."""
+        with self._mutex:
             self._closed = True
-            self._wake.notify()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
 
-    def _write_batches(self) -> None:
-        while True:
-            with self._wake:
-                while not self._queue and not self._closed:
-                    self._wake.wait()
-                if not self._queue:
-                    return
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-            self._commit(batch)
+    def _lead(self) -> None:
+        batch: list[_Slot] = []
+        try:
+            # Up to a few batches: what queued during one is committed at once, rather than
+            # after waking another thread to lead, which under load waits for a CPU.
+            for _ in range(self._max_rounds):
+                with self._mutex:
+                    batch = self._queue[: self._max_batch]
+                    del self._queue[: self._max_batch]
+                if not batch:
+                    break
+                self._commit(batch)
+        except BaseException as error:  # nobody else would wake the writers of this batch
+            for slot in batch:
+                if not slot.done:
+                    slot.finish(error=error)
+            raise
+        finally:
+            with self._mutex:
+                if self._queue:
+                    self._queue[0].woken.set()  # the next leader; still self._leading
+                else:
+                    self._leading = False
 
-    def _commit(self, batch: list[tuple[Write, Future[Any]]]) -> None:
+    def _commit(self, batch: list[_Slot]) -> None:
         try:
             with self._lock(), self._engine.begin() as conn:
-                results = [write(conn) for write, _ in batch]
+                results = [slot.write(conn) for slot in batch]
         except OperationalError as error:
             # The database cannot be written (gone, locked, disk full): everyone waiting hears.
-            for _, future in batch:
-                future.set_exception(error)
+            for slot in batch:
+                slot.finish(error=error)
             return
         except Exception as error:
             if len(batch) == 1:
-                batch[0][1].set_exception(error)
+                batch[0].finish(error=error)
                 return
             # A write the database refused on its own merits fails alone, not its batch.
-            for item in batch:
-                self._commit([item])
+            for slot in batch:
+                self._commit([slot])
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+        for slot, result in zip(batch, results, strict=True):
+            slot.finish(result)
