@@ -45,6 +45,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, all cores, from /proc/stat: how
+    much of the machine was in use over a run, whoever used it. Idle and iowait are not busy;
+    steal (time the host gave other guests) is."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    total = sum(fields[:8])  # user .. steal; guest time is already counted in user
+    return total - idle, total
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds used so far by these processes (those still alive)."""
     total = 0

@@ -28,7 +28,14 @@ import time
 from collections import Counter
 from urllib.parse import urlencode, urlsplit
 
-from .common import connections_per_process, cpu_seconds, launch_path, median, percentile
+from .common import (
+    connections_per_process,
+    cpu_seconds,
+    launch_path,
+    machine_ticks,
+    median,
+    percentile,
+)
 
 TIMEOUT = 60.0
 _HIDDEN = {
@@ -253,6 +260,8 @@ async def closed_loop(
     await asyncio.sleep(0.05)  # every task waits on the event
     cpu_before = {name: cpu_seconds(p) for name, p in pids.items()}
     own_before = time.process_time()
+    windows: list[float] = []
+    sampler = asyncio.create_task(_sample_machine(windows))
     began = time.perf_counter()
     start.set()
     spread = None
@@ -264,6 +273,7 @@ async def closed_loop(
     wall = time.perf_counter() - began
     cpu = {name: (cpu_seconds(p) - cpu_before[name]) / wall for name, p in pids.items()}
     cpu["load_generator"] = (time.process_time() - own_before) / wall
+    sampler.cancel()
     for conn in conns:
         conn.close()
     ok = sum(n for key, n in outcomes.items() if key in ("200 queued", "200 saved"))
@@ -280,8 +290,26 @@ async def closed_loop(
         "p99_ms": round(percentile(times, 99), 2),
         "max_ms": round(max(times), 2),
         "cpu_cores": {name: round(value, 3) for name, value in cpu.items()},
+        # The whole machine's busy share in 100 ms windows: the round's median window, and
+        # the share of windows at 95 % or more (ramp-up and tail included).
+        "machine_busy": round(median(windows), 3) if windows else None,
+        "machine_saturated": round(sum(w >= 0.95 for w in windows) / len(windows), 3)
+        if windows
+        else None,
         **({"connections_per_worker": spread} if spread is not None else {}),
     }
+
+
+async def _sample_machine(windows: list[float], every: float = 0.1) -> None:
+    """Append the machine's busy share of each `every`-second window until cancelled."""
+    before = machine_ticks()
+    while True:
+        await asyncio.sleep(every)
+        after = machine_ticks()
+        busy, total = after[0] - before[0], after[1] - before[1]
+        if total:
+            windows.append(busy / total)
+        before = after
 
 
 def _spread(total: int, agents: int) -> list[int]:

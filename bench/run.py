@@ -744,9 +744,17 @@ def notes(r: dict) -> list[str]:
             if side
             else ""
         )
+        per_save = w["cpu_cores"].get("widget", 0) / w["throughput_per_s"] * 1000
+        busy = (
+            f"machine busy {w['machine_busy']:.0%} (median 100 ms window), "
+            f"{w['machine_saturated']:.0%} of windows ≥ 95 %; "
+            if w.get("machine_busy") is not None
+            else ""
+        )
         out.append(
             f"saves round {index}: client p50 {w['p50_ms']:.0f} ms{inside}; "
-            f"{w['throughput_per_s']:.0f} saves/s; agents' connections per worker "
+            f"{w['throughput_per_s']:.0f} saves/s at {per_save:.1f} ms of widget CPU each; "
+            f"{busy}agents' connections per worker "
             f"{w.get('connections_per_worker')}; CPU cores {w['cpu_cores']}"
         )
     check = saves.get("simulator_check")

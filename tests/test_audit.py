@@ -175,3 +175,22 @@ def test_credentials_appear_in_no_page_log_or_audit_row(
     for name, text in haystacks.items():
         for secret in secrets:
             assert secret not in text, f"a credential leaked into {name}"
+
+
+def test_a_host_write_lock_that_cannot_be_taken_refuses_the_save_before_cloudagent(
+    app, web, simulator, monkeypatch
+):
+    """SQLite's host-wide write lock failing (a lock file that cannot be opened or locked) is
+    the audit log being unavailable: nothing is sent, the agent is told so."""
+    call = simulator.start_call("agent1", DID)
+    panel = Panel(web, launch_path(call.ucid))
+
+    def no_lock():
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(app.extensions["audit"]._group, "_lock", no_lock)
+    response = panel.save()
+    assert response.status_code == 503 and outcome_of(response) == "unavailable"
+    assert "audit log is unreachable" in response.get_data(as_text=True)
+    assert simulator.stats()["requests"]["Set"] == 0
+    assert rows(app) == []

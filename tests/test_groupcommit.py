@@ -1,5 +1,5 @@
 """Group commit: writes queued while a leader writes go out together in the next batch, each
-caller learns of its own write only, and nothing queued is dropped on close."""
+caller learns of its own write only, and a write's own error fails it alone."""
 
 import threading
 import time
@@ -7,6 +7,7 @@ import time
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, insert
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from webapp.groupcommit import GroupCommit
 
@@ -83,7 +84,6 @@ def test_writes_queued_behind_the_lock_commit_together_each_with_its_own_result(
     with engine.connect() as conn:
         by_id = {row.id: row.name for row in conn.execute(items.select())}
     assert all(by_id[row_id] == name for name, row_id in results.items())
-    group.close()
 
 
 def test_a_write_the_database_refuses_fails_alone(engine):
@@ -104,7 +104,6 @@ def test_a_write_the_database_refuses_fails_alone(engine):
     assert isinstance(results["dup"], IntegrityError)
     assert isinstance(results["a"], int) and isinstance(results["b"], int)
     assert names(engine) == ["a", "b", "first", "taken"]
-    group.close()
 
 
 def test_a_database_that_cannot_be_written_fails_every_waiting_write(engine):
@@ -114,8 +113,7 @@ def test_a_database_that_cannot_be_written_fails_every_waiting_write(engine):
     group = GroupCommit(engine, threading.Lock)
     with pytest.raises(OperationalError):
         group.run(broken)
-    assert group.run(add("later")) > 0  # the writer is still there afterwards
-    group.close()
+    assert group.run(add("later")) > 0  # later writes still go through
 
 
 def test_an_uncontended_write_is_made_by_its_own_thread(engine):
@@ -129,26 +127,52 @@ def test_an_uncontended_write_is_made_by_its_own_thread(engine):
     assert threads == [threading.current_thread()]
 
 
-def test_close_commits_what_is_queued_then_refuses_new_writes(engine):
-    gate = threading.Lock()
-    group = GroupCommit(engine, lambda: gate)
-    gate.acquire()
-    first, _ = run_all(group, [("q0", add("q0"))])
-    while group._queue or not group._leading:
-        time.sleep(0.005)
-    threads, results = run_all(group, [(f"q{i}", add(f"q{i}")) for i in range(1, 5)])
-    wait_queued(group, 4)
-    group.close()
-    gate.release()
-    for thread in first + threads:
-        thread.join(5)
+class CountingLock:
+    """A host lock stand-in that counts its holds, and can fail to be taken or released."""
 
-    assert names(engine) == [f"q{i}" for i in range(5)]
-    assert not group._leading and not group._queue
-    assert sorted(results) == [f"q{i}" for i in range(1, 5)]
-    assert all(isinstance(row_id, int) for row_id in results.values())
-    with pytest.raises(RuntimeError):
-        group.run(add("too late"))
+    def __init__(self, fail_acquire=False, fail_release=False):
+        self.holds, self.fail_acquire, self.fail_release = 0, fail_acquire, fail_release
+
+    def __call__(self):
+        return self
+
+    def __enter__(self):
+        if self.fail_acquire:
+            raise OSError("ENOLCK")
+        self.holds += 1
+
+    def __exit__(self, *_exc):
+        if self.fail_release:
+            raise OSError("unlock failed")
+
+
+def test_an_error_that_is_not_a_writes_fails_the_batch_without_retrying_each(engine):
+    """No connection free (the pool timed out) or no lock: the writes are not run one by one,
+    each waiting again; everyone waiting hears at once."""
+    lock = CountingLock(fail_acquire=True)
+    group = GroupCommit(engine, lock)
+    with pytest.raises(OSError):
+        group.run(add("a"))
+
+    lock = CountingLock()
+    group = GroupCommit(engine, lock)
+    pool_timeout = PoolTimeout("QueuePool limit reached")
+    original = engine.connect
+    engine.connect = lambda: (_ for _ in ()).throw(pool_timeout)
+    try:
+        with pytest.raises(PoolTimeout):
+            group.run(add("b"))
+    finally:
+        engine.connect = original
+    assert lock.holds == 0 and names(engine) == []
+
+
+def test_rows_committed_before_the_lock_failed_to_release_are_reported_once(engine):
+    lock = CountingLock(fail_release=True)
+    group = GroupCommit(engine, lock)
+    first = group.run(add("a"))
+    assert isinstance(first, int) and names(engine) == ["a"]
+    assert lock.holds == 1
 
 
 @pytest.mark.parametrize("max_rounds", [1, 8])

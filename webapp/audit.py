@@ -220,7 +220,7 @@ class AuditLog:
             return int(
                 self._write(lambda conn: conn.execute(_BEGIN, values).inserted_primary_key[0])
             )
-        except SQLAlchemyError as error:
+        except (SQLAlchemyError, OSError) as error:  # OSError: the host's write lock
             log.error("audit log unreachable (%s): save refused before CloudAgent", _short(error))
             raise AuditUnavailable(str(error)) from error
 
@@ -246,7 +246,7 @@ class AuditLog:
         )
         try:
             self._complete(entry_id, values)
-        except SQLAlchemyError as error:
+        except (SQLAlchemyError, OSError) as error:
             log.error(
                 "audit log unreachable (%s): row %s NOT completed yet, retrying; the row: %s",
                 _short(error),
@@ -275,7 +275,7 @@ class AuditLog:
                 try:
                     self._complete(entry_id, values)
                     log.warning("audit row %s completed after a retry", entry_id)
-                except SQLAlchemyError:
+                except (SQLAlchemyError, OSError):
                     if time.monotonic() < deadline:
                         continue
                     log.error(
@@ -299,8 +299,6 @@ class AuditLog:
         retrier = self._retrier
         if retrier is not None:
             retrier.join(timeout=10)
-        if self._group is not None:
-            self._group.close()
         self.engine.dispose()
 
     def saves_since(self, agent: str, since: float) -> tuple[int, float | None]:

@@ -13,20 +13,23 @@ threads queued meanwhile (the leader); a thread that finds a leader at work queu
 and waits. A leader commits the batch holding its own write, then what queued meanwhile, up
 to a few batches, then hands the lead to the first thread still queued. Each caller returns
 only once its own write is committed: a save still reaches CloudAgent only after its row is
-on disk.
+on disk. There is no thread of its own to start or stop. A GroupCommit belongs to the process
+that made it: the app is built in each gunicorn worker (gunicorn.conf.py, preload_app False).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, exc
 
 T = TypeVar("T")
+
+log = logging.getLogger("webapp.audit")
 
 
 class _Slot:
@@ -62,15 +65,12 @@ class GroupCommit:
         self._queue: list[_Slot] = []
         self._mutex = threading.Lock()
         self._leading = False
-        self._closed = False
 
     def run(self, write: Callable[[Connection], T]) -> T:
         """Run `write` in a committed transaction, maybe with others' writes; its result, or
         the error that stopped it."""
         slot = _Slot(write)
         with self._mutex:
-            if self._closed:
-                raise RuntimeError("group commit closed")
             self._queue.append(slot)
             lead = not self._leading
             self._leading = True
@@ -81,11 +81,6 @@ class GroupCommit:
         if slot.error is not None:
             raise slot.error
         return slot.result
-
-    def close(self) -> None:
-        """Refuse new writes; those already queued are still committed."""
-        with self._mutex:
-            self._closed = True
 
     def _lead(self) -> None:
         batch: list[_Slot] = []
@@ -112,21 +107,37 @@ class GroupCommit:
                     self._leading = False
 
     def _commit(self, batch: list[_Slot]) -> None:
+        results: list[Any] = []
+        committed = False
         try:
-            with self._lock(), self._engine.begin() as conn:
-                results = [slot.write(conn) for slot in batch]
-        except OperationalError as error:
-            # The database cannot be written (gone, locked, disk full): everyone waiting hears.
-            for slot in batch:
-                slot.finish(error=error)
-            return
+            # The connection first: no process waits for its pool while holding the host's
+            # lock. pysqlite begins the transaction at the first INSERT, under the lock.
+            with self._engine.connect() as conn, self._lock():
+                with conn.begin():
+                    for slot in batch:
+                        results.append(slot.write(conn))
+                committed = True
         except Exception as error:
-            if len(batch) == 1:
-                batch[0].finish(error=error)
+            if committed:  # only releasing the lock failed: the rows are on disk
+                log.error("audit write lock not released cleanly: %s", error)
+            elif len(results) < len(batch) and len(batch) > 1 and _refused(error):
+                # A write the database refused on its own merits fails alone, not its batch.
+                for slot in batch:
+                    self._commit([slot])
                 return
-            # A write the database refused on its own merits fails alone, not its batch.
-            for slot in batch:
-                self._commit([slot])
-            return
+            else:
+                # The database cannot be written (gone, locked, full, no connection free),
+                # or the commit failed: everyone waiting hears.
+                for slot in batch:
+                    slot.finish(error=error)
+                return
         for slot, result in zip(batch, results, strict=True):
             slot.finish(result)
+
+
+def _refused(error: Exception) -> bool:
+    """An error a write caused by itself (a constraint, a value the database will not take),
+    rather than one of the database or of the way to it."""
+    return isinstance(error, exc.SQLAlchemyError) and not isinstance(
+        error, (exc.OperationalError, exc.TimeoutError)
+    )
