@@ -757,6 +757,12 @@ def notes(r: dict) -> list[str]:
             f"{busy}agents' connections per worker "
             f"{w.get('connections_per_worker')}; CPU cores {w['cpu_cores']}"
         )
+    for diagnostic in saves.get("diagnostic", []):
+        out.append(
+            f"save overhead at {diagnostic['concurrency']} agents (median of "
+            f"{len(diagnostic['pairs'])} pairs): p50 {diagnostic['overhead_p50_ms']:.1f} ms, "
+            f"p99 {diagnostic['overhead_p99_ms']:.1f} ms"
+        )
     check = saves.get("simulator_check")
     if check:
         out.append(
