@@ -18,19 +18,23 @@ needs_wrk = pytest.mark.skipif(
 )
 
 
+def run_module(*args, timeout):
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @needs_wrk
 def test_the_benchmark_runs_and_its_load_free_figures_hold(tmp_path):
     out = tmp_path / "results.json"
     tiny = "--runs 1 --duration 1 --agents 10 --saves-per-agent 2 --rounds 1"
     tiny += " --error-agents 10 --error-saves 20 --no-browser --diagnostic"
-    done = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "bench", *tiny.split(), "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = run_module("bench", *tiny.split(), "--out", str(out), timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     table = {row["figure"]: row for row in results["table"]}
@@ -51,14 +55,7 @@ def test_the_benchmark_runs_and_its_load_free_figures_hold(tmp_path):
 
 
 def test_the_in_process_cpu_table_runs():
-    done = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "bench.cpu", "--requests", "30"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_module("bench.cpu", "--requests", "30", timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = dict(
         line.strip("| ").split(" | ") for line in done.stdout.splitlines()[2:] if line.strip()

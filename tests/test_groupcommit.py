@@ -66,18 +66,26 @@ def wait_queued(group, count, timeout=5):
         time.sleep(0.005)
 
 
+def queued_behind_a_leader(group, gate, first, writes):
+    """`first` leads and waits for the held `gate`; `writes` queue behind it; then the gate
+    opens and everything finishes. The leader's thread, and the queued writes' results."""
+    gate.acquire()
+    leader, _ = run_all(group, [("first", first)])
+    while group._queue or not group._leading:  # "first" leads, and waits for the gate
+        time.sleep(0.005)
+    threads, results = run_all(group, writes)
+    wait_queued(group, len(writes))
+    gate.release()
+    for thread in leader + threads:
+        thread.join(5)
+    return leader[0], threads, results
+
+
 def test_writes_queued_behind_the_lock_commit_together_each_with_its_own_result(engine):
     gate = threading.Lock()
     group = GroupCommit(engine, lambda: gate)
-    gate.acquire()
-    first, _ = run_all(group, [("first", add("first"))])
-    while group._queue or not group._leading:  # "first" leads, and waits for the lock
-        time.sleep(0.005)
-    threads, results = run_all(group, [(f"n{i}", add(f"n{i}")) for i in range(20)])
-    wait_queued(group, 20)
-    gate.release()
-    for thread in first + threads:
-        thread.join(5)
+    writes = [(f"n{i}", add(f"n{i}")) for i in range(20)]
+    _, _, results = queued_behind_a_leader(group, gate, add("first"), writes)
 
     assert engine.commits == 2  # "first" alone, then the 20 queued behind it in one
     assert len(set(results.values())) == 20 and all(isinstance(v, int) for v in results.values())
@@ -90,16 +98,8 @@ def test_a_write_the_database_refuses_fails_alone(engine):
     GroupCommit(engine, threading.Lock).run(add("taken"))
     gate = threading.Lock()
     group = GroupCommit(engine, lambda: gate)
-    gate.acquire()
-    first, _ = run_all(group, [("first", add("first"))])
-    while group._queue or not group._leading:
-        time.sleep(0.005)
     writes = [("a", add("a")), ("dup", add("taken")), ("b", add("b"))]
-    threads, results = run_all(group, writes)
-    wait_queued(group, 3)
-    gate.release()
-    for thread in first + threads:
-        thread.join(5)
+    _, _, results = queued_behind_a_leader(group, gate, add("first"), writes)
 
     assert isinstance(results["dup"], IntegrityError)
     assert isinstance(results["a"], int) and isinstance(results["b"], int)
@@ -188,20 +188,13 @@ def test_a_leader_takes_along_what_queued_for_a_few_rounds_then_hands_over(engin
 
         return run
 
-    gate.acquire()
-    first, _ = run_all(group, [("first", write("first"))])
-    while group._queue or not group._leading:
-        time.sleep(0.005)
-    threads, results = run_all(group, [(f"w{i}", write(f"w{i}")) for i in range(3)])
-    wait_queued(group, 3)
-    gate.release()
-    for thread in first + threads:
-        thread.join(5)
+    writes = [(f"w{i}", write(f"w{i}")) for i in range(3)]
+    leader, threads, results = queued_behind_a_leader(group, gate, write("first"), writes)
 
     assert sorted(results) == ["w0", "w1", "w2"] and engine.commits == 2
     (batch_thread,) = {ran_on[f"w{i}"] for i in range(3)}
     if max_rounds == 1:  # the first leader handed over to one of the queued writers
         assert batch_thread in threads
     else:  # it went on to commit them itself
-        assert batch_thread is first[0]
+        assert batch_thread is leader
     assert not group._leading and not group._queue
