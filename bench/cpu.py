@@ -96,7 +96,11 @@ def measure(info: dict, data_dir: Path, count: int) -> list[tuple[str, float]]:
     for link in links:
         page = web.get(link).get_data(as_text=True)
         fields = {name: pattern.search(page).group(1) for name, pattern in _FIELD.items()}
-        forms.append(fields | {"disposition": info["dispositions"][0], "comments": "bench"})
+        # What the browser posts: the hidden pause reason goes along, empty.
+        forms.append(
+            fields
+            | {"disposition": info["dispositions"][0], "comments": "bench", "pause_reason": ""}
+        )
 
     def panels(encoding: str) -> Callable[[int], None]:
         def run(n: int) -> None:
@@ -108,7 +112,9 @@ def measure(info: dict, data_dir: Path, count: int) -> list[tuple[str, float]]:
 
     def saves(n: int) -> None:
         for i in range(n):
-            response = web.post("/disposition/save", data=forms[i % len(forms)])
+            response = web.post(
+                "/disposition/save", data=forms[i % len(forms)], headers={"HX-Request": "true"}
+            )
             assert b'data-outcome="queued"' in response.data, response.data[:300]
 
     hello_app = Flask("hello")
