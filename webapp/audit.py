@@ -3,7 +3,9 @@
 A row starts with the outcome `unknown`, so a process killed mid-call leaves a row that says
 so. Credentials never enter it: only what the agent chose and what CloudAgent answered.
 SQLAlchemy Core keeps the schema engine-neutral: SQLite under WIDGET_DATA_DIR by default,
-PostgreSQL (psycopg) when WIDGET_DATABASE_URL names one, shared by every instance.
+PostgreSQL (psycopg) when WIDGET_DATABASE_URL names one, shared by every instance. SQLite
+takes one writer at a time across the host (webapp.writelock); a process's concurrent writes
+are committed together (webapp.groupcommit).
 
 The schema carries a version (table `schema_version`, row `audit`). At start-up the tables
 are created if missing and migrated step by step (MIGRATIONS) if older, under a lock (a
