@@ -2,6 +2,7 @@
 started on a free loopback port, waited for, and read back (condensed) when a test fails."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -11,8 +12,17 @@ from pathlib import Path
 import pytest
 import requests
 
+from .conftest import widget_env
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+
+
+def server_env(upstream_url, data_dir, **settings):
+    """A production server's environment for the tests: this process's without its WIDGET_*
+    variables, the tests' widget settings for `upstream_url`, then `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
+    return env | widget_env(upstream_url, data_dir) | settings
 
 
 def free_port():

@@ -8,7 +8,6 @@ account's 10 mints an hour, whatever happens upstream.
 """
 
 import logging
-import os
 import re
 import threading
 import time
@@ -21,8 +20,8 @@ import requests
 from webapp.simulator import Simulator
 from webapp.simulator.server import start_server
 
-from .conftest import DID, widget_env
-from .gunicorn_server import GunicornServer
+from .conftest import DID
+from .gunicorn_server import GunicornServer, server_env
 from .test_panel import hidden, launch_path
 
 WORKERS = 4
@@ -45,15 +44,15 @@ class Stack(GunicornServer):
     def __init__(self, data_dir):
         self.sim = Simulator(latency=LATENCY)
         self.upstream = start_server(self.sim)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
-        env |= widget_env(self.upstream.url, data_dir)
-        env |= {
-            "WIDGET_WORKERS": str(WORKERS),
-            "WIDGET_THREADS": str(THREADS),
+        env = server_env(
+            self.upstream.url,
+            data_dir,
+            WIDGET_WORKERS=str(WORKERS),
+            WIDGET_THREADS=str(THREADS),
             # The per-agent save limit is another feature: lift it so that hundreds of saves
             # by one agent reach the token code, which is what these tests are about.
-            "WIDGET_SAVES_PER_MINUTE": "10000",
-        }
+            WIDGET_SAVES_PER_MINUTE="10000",
+        )
         super().__init__(data_dir, env, workers=WORKERS)
 
     def stop(self):

@@ -12,7 +12,6 @@ sharing one Redis and one PostgreSQL; CloudAgent is the simulator over loopback 
 
 import json
 import logging
-import os
 import re
 import subprocess
 import threading
@@ -25,8 +24,8 @@ import requests
 from webapp.simulator import Simulator
 from webapp.simulator.server import start_server
 
-from ..conftest import DID, widget_env
-from ..gunicorn_server import ROOT, GunicornServer
+from ..conftest import DID
+from ..gunicorn_server import ROOT, GunicornServer, server_env
 from ..test_panel import hidden, launch_path
 from ..test_races import UPSTREAM_AUTH_TEXTS, outcome, summary
 from .conftest import RedisServer
@@ -55,15 +54,15 @@ class Cluster:
         self.database_url = database_url
         self.sim = Simulator(latency=LATENCY)
         self.upstream = start_server(self.sim)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
-        env |= widget_env(self.upstream.url, tmp)
-        env |= {
-            "WIDGET_WORKERS": str(WORKERS),
-            "WIDGET_THREADS": str(THREADS),
-            "WIDGET_SAVES_PER_MINUTE": "10000",  # one agent makes hundreds of saves here
-            "WIDGET_REDIS_URL": redis.url,
-            "WIDGET_DATABASE_URL": database_url,
-        }
+        env = server_env(
+            self.upstream.url,
+            tmp,
+            WIDGET_WORKERS=str(WORKERS),
+            WIDGET_THREADS=str(THREADS),
+            WIDGET_SAVES_PER_MINUTE="10000",  # one agent makes hundreds of saves here
+            WIDGET_REDIS_URL=redis.url,
+            WIDGET_DATABASE_URL=database_url,
+        )
         self.env = env
         self.instances = []
         for name in ("widget-a", "widget-b"):
