@@ -185,20 +185,14 @@ def run(config: dict) -> dict:
         # many reached it (a cross-check of the DevTools count).
         context = browser.new_context()
         context.add_init_script(READY_SCRIPT)
-        context.set_extra_http_headers({"X-Request-ID": "bench-browser-first.0"})
-        page = context.new_page()
-        log = NetworkLog(context, page)
-        page.goto(next(urls))
-        result["first_load_timing"] = _ready(page)
-        _settled(page)
-        result["first_load"] = log.summary()
-        context.set_extra_http_headers({"X-Request-ID": "bench-browser-repeat.0"})
-        page = context.new_page()
-        log = NetworkLog(context, page)
-        page.goto(next(urls))
-        result["repeat_load_timing"] = _ready(page)
-        _settled(page)
-        result["repeat_load"] = log.summary()
+        for name in ("first", "repeat"):
+            context.set_extra_http_headers({"X-Request-ID": f"bench-browser-{name}.0"})
+            page = context.new_page()
+            log = NetworkLog(context, page)
+            page.goto(next(urls))
+            result[f"{name}_load_timing"] = _ready(page)
+            _settled(page)
+            result[f"{name}_load"] = log.summary()
         context.close()
 
         # Time to an enabled form: `loads` loads with an empty cache, a fresh context each...
