@@ -1,4 +1,5 @@
-"""Small helpers shared by the benchmark's processes: launch links, percentiles, CPU time."""
+"""Small helpers shared by the benchmark's processes: launch links, progress lines, percentiles,
+CPU time."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hmac
 import os
 import socket
 import statistics
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -22,6 +24,11 @@ def launch_path(ucid: str, agent: str, did: str, secret: str, now: float | None 
     canonical = "\n".join(f"{name}={value}" for name, value in sorted(params.items()))
     params["sig"] = hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).hexdigest()
     return "/disposition?" + urlencode(params)
+
+
+def say(message: str) -> None:
+    """A progress line on stderr (stdout is the report's)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def percentile(values: list[float], q: float) -> float:
