@@ -1,10 +1,22 @@
+"""Fixtures for every test: CloudAgent as the simulator on a loopback port, a client of it,
+the app with the tests' settings, and helpers bound to them (tests/helpers.py holds the
+plain functions and classes behind them)."""
+
+import logging
+
 import pytest
 
+from tests.helpers import (
+    DID,
+    READ_TIMEOUT,
+    GunicornServer,
+    Panels,
+    server_env,
+    widget_env,
+)
+from webapp import create_app
 from webapp.cloudagent import CloudAgentClient, SqliteTokenStore
-from webapp.simulator import Simulator
-from webapp.simulator.server import start_server
-
-DID = "914071327663"
+from webapp.simulator import Simulator, start_server
 
 
 @pytest.fixture
@@ -27,14 +39,16 @@ def token_store(tmp_path):
 
 @pytest.fixture
 def make_client(upstream, token_store):
+    """A CloudAgent client of the simulator: make_client(**options) overrides its options."""
+
     def make(**overrides):
         options = dict(
             base_url=upstream.url,
             username="demo",
             api_key="demo-api-key",
             token_store=token_store,
-            connect_timeout=2,
-            read_timeout=2,
+            connect_timeout=30,
+            read_timeout=READ_TIMEOUT,
         )
         return CloudAgentClient(**(options | overrides))
 
@@ -47,34 +61,64 @@ def client(make_client):
 
 
 @pytest.fixture
-def live_call(simulator):
+def call(simulator):
+    """A live call of agent1's on DID, in the simulator."""
     return simulator.start_call("agent1", DID)
 
 
-LAUNCH_SECRET = "launch-secret-for-tests-0123456789"
-CRM_ORIGIN = "https://crm.example.com"
+@pytest.fixture
+def make_app(upstream, tmp_path):
+    """make_app(**WIDGET_settings): the app with the tests' settings changed by these."""
 
+    def make(**settings):
+        return create_app(widget_env(upstream.url, tmp_path, **settings))
 
-def widget_env(upstream_url, data_dir, **extra):
-    return {
-        "WIDGET_CLOUDAGENT_URL": upstream_url,
-        "WIDGET_CLOUDAGENT_USERNAME": "demo",
-        "WIDGET_CLOUDAGENT_API_KEY": "demo-api-key",
-        "WIDGET_SECRET_KEY": "secret-key-for-tests-0123456789",
-        "WIDGET_LAUNCH_SECRET": LAUNCH_SECRET,
-        "WIDGET_FRAME_ANCESTORS": CRM_ORIGIN,
-        "WIDGET_DATA_DIR": str(data_dir),
-        "WIDGET_CLOUDAGENT_READ_TIMEOUT": "2",
-    } | extra
+    return make
 
 
 @pytest.fixture
-def app(upstream, tmp_path):
-    from webapp import create_app
-
-    return create_app(widget_env(upstream.url, tmp_path))
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture
 def web(app):
+    """The app's test client: what a browser would send, without a browser."""
     return app.test_client()
+
+
+@pytest.fixture
+def panels(request):
+    """Opens panels by signed launch links: panels.open(ucid, agent=..., did=...) -> Panel, on
+    the `web` client (made only if used); panels.on(client).open(...) on another app's."""
+    return Panels(lambda: request.getfixturevalue("web"))
+
+
+@pytest.fixture(scope="module")
+def production_server(tmp_path_factory):
+    """production_server(upstream_url, **WIDGET_settings): `gunicorn -c gunicorn.conf.py
+    wsgi:app` in a subprocess, started and waited for; each stopped after the module."""
+    started = []
+
+    def start(upstream_url, *, name="gunicorn", workers=4, probe="/healthz", data_dir=None,
+              **settings):  # fmt: skip
+        data_dir = data_dir or tmp_path_factory.mktemp(name)
+        env = server_env(upstream_url, data_dir, **settings)
+        server = GunicornServer(data_dir, env, name=name, workers=workers, probe=probe)
+        started.append(server)
+        server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def quiet_werkzeug():
+    """The in-process simulator's werkzeug access log: thousands of lines, no information."""
+    logger = logging.getLogger("werkzeug")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)

@@ -3,11 +3,9 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
+from tests.helpers import ROOT
 from webapp import create_app
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_demo_mode_runs_on_the_builtin_simulator(tmp_path):

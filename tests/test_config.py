@@ -2,14 +2,8 @@
 
 import pytest
 
+from tests.helpers import LIVE
 from webapp.config import DEFAULT_CLOUDAGENT_URL, DEFAULT_PAUSE_REASONS, ConfigError, load_settings
-
-LIVE = {
-    "WIDGET_CLOUDAGENT_USERNAME": "acme",
-    "WIDGET_CLOUDAGENT_API_KEY": "k" * 32,
-    "WIDGET_SECRET_KEY": "s" * 32,
-    "WIDGET_LAUNCH_SECRET": "l" * 32,
-}
 
 
 def test_no_username_is_demo_mode_with_defaults(tmp_path):

@@ -3,13 +3,11 @@ shown with their passwords."""
 
 import re
 import socket
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import LIVE, ROOT
 from webapp.config import ConfigError, load_settings, redact_url
-
-from .test_config import LIVE
 
 
 def test_unset_means_one_host():
@@ -59,7 +57,7 @@ def test_redact_url():
 
 
 def test_every_variable_is_in_the_readme_table_and_the_shared_ones_in_the_deployment_guide():
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     read = set(re.findall(r'"(WIDGET_[A-Z_]+)"', (root / "webapp" / "config.py").read_text()))
     readme = (root / "README.md").read_text()
     table = {v for v in read if re.search(rf"^\| [^\n]*`{v}`", readme, re.MULTILINE)}

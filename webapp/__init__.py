@@ -8,10 +8,11 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import assets, audit_cli, compression, demo, errors, health, logs, security, stores, views
+from . import demo, panel, stores
+from .audit.cli import audit as audit_command
 from .cloudagent import CloudAgentClient, make_session
 from .config import Settings, load_settings
-from .forms import COMMENTS_MAX
+from .web import assets, compression, errors, headers, health, logs
 
 log = logging.getLogger("webapp")
 
@@ -23,7 +24,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
 
     Raises ConfigError, one line naming the variable, when the configuration is unusable.
     """
-    # No Flask static route: assets are served under content-hashed URLs (webapp.assets).
+    # No Flask static route: assets are served under content-hashed URLs (webapp.web.assets).
     app = Flask(
         __name__,
         instance_relative_config=True,
@@ -52,17 +53,17 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         asset_url=assets.asset_url,
         asset_integrity=assets.asset_integrity,
         inline_css=assets.inline_css,
-        comments_max=COMMENTS_MAX,
+        comments_max=panel.COMMENTS_MAX,
     )
     errors.init_app(app)
-    security.init_app(app, style_hashes=assets.inline_css_hash(app.extensions["assets"]))
+    headers.init_app(app, style_hashes=assets.inline_css_hash(app.extensions["assets"]))
     compression.init_app(app)
     app.register_blueprint(assets.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(views.bp)
+    app.register_blueprint(panel.bp)
     if settings.demo:
         app.register_blueprint(demo.bp)
-    app.cli.add_command(audit_cli.audit)
+    app.cli.add_command(audit_command)
     if any("*" in origin for origin in settings.frame_ancestors):
         log.warning(
             "WIDGET_FRAME_ANCESTORS: entries with '*' may frame the widget but never "
@@ -95,7 +96,7 @@ def _start_demo_upstream(app: Flask, settings: Settings) -> Settings:
     and point the client at it, so the widget runs end to end with no account."""
     from dataclasses import replace
 
-    from .simulator.server import serve_in_thread
+    from .simulator import serve_in_thread
 
     simulator, url = serve_in_thread()
     app.extensions["simulator"] = simulator

@@ -11,10 +11,10 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
-from . import assets
-from .launch import signed_query
-from .security import content_security_policy
+from .panel.launch import signed_query
 from .simulator import Simulator
+from .web import assets
+from .web.headers import content_security_policy
 
 bp = Blueprint("demo", __name__)
 

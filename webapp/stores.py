@@ -16,19 +16,22 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, current_app, g, render_template, request
-from flask.typing import ResponseReturnValue
+from flask import Flask
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from . import context
-from .audit import AuditLog, AuditUnavailable, SchemaError, sqlite_url
-from .cloudagent import CloudAgentClient, DispositionCache, SqliteTokenStore, TokenStore
-from .cloudagent.cache import RETRY_AFTER, RedisDispositionCache
-from .cloudagent.outcomes import UNAVAILABLE
-from .cloudagent.tokens import RedisTokenStore, account_key
+from .audit import AuditLog, SchemaError, sqlite_url
+from .cloudagent import (
+    LIST_RETRY_AFTER,
+    CloudAgentClient,
+    DispositionCache,
+    RedisDispositionCache,
+    RedisTokenStore,
+    SqliteTokenStore,
+    TokenStore,
+    account_key,
+)
 from .config import ConfigError, Settings, redact_url
-from .logs import annotate
 from .ratelimit import AuditRateLimiter, RedisRateLimiter
 
 log = logging.getLogger("webapp")
@@ -74,8 +77,8 @@ def token_store(app: Flask, settings: Settings) -> TokenStore:
 
 
 def init_app(app: Flask, settings: Settings, cloudagent: CloudAgentClient) -> None:
-    """Make the audit log, the save limiter and the dispositions cache; the readiness checks;
-    and the answer to a save when the audit log cannot be written."""
+    """Make the audit log, the save limiter and the dispositions cache, and the readiness
+    checks."""
     client = shared_redis(app, settings)
     url = settings.database_url or sqlite_url(settings.data_dir)
     try:
@@ -105,7 +108,9 @@ def init_app(app: Flask, settings: Settings, cloudagent: CloudAgentClient) -> No
             redis=client,
             ttl=settings.dispositions_ttl,
             local_ttl=LOCAL_LIST_TTL,
-            refresh_lock=max(RETRY_AFTER, settings.connect_timeout + settings.read_timeout + 5),
+            refresh_lock=max(
+                LIST_RETRY_AFTER, settings.connect_timeout + settings.read_timeout + 5
+            ),
         )
     readiness = {
         "audit_log": app.extensions["audit"].ping,
@@ -116,33 +121,3 @@ def init_app(app: Flask, settings: Settings, cloudagent: CloudAgentClient) -> No
     if client is not None:
         readiness["dispositions_cache"] = app.extensions["dispositions"].ping
     app.extensions["readiness"] = readiness
-    app.register_error_handler(AuditUnavailable, _audit_unavailable)
-
-
-def _audit_unavailable(error: AuditUnavailable) -> ResponseReturnValue:
-    """The audit log refused the row written before CloudAgent is called: nothing was sent,
-    and the agent is told so (503, the form kept) rather than saving without a trail."""
-    settings: Settings = current_app.config["WIDGET"]
-    try:
-        call = context.read(
-            request.form.get("context", ""), settings.secret_key, settings.context_max_age
-        )
-    except context.ContextError:
-        call = None
-    if "log_fields" in g:
-        annotate(outcome=UNAVAILABLE, reason="audit_unavailable")
-    message = (
-        "The service's audit log is unreachable, so nothing was sent to CloudAgent. "
-        "Save again in a moment."
-    )
-    if not request.headers.get("HX-Request"):
-        return render_template("error.html", code=503, name="Service Unavailable"), 503
-    body = render_template(
-        "_outcome.html",
-        kind=UNAVAILABLE,
-        message=message,
-        call=call,
-        reason="audit_unavailable",
-        disposition=request.form.get("disposition", ""),
-    )
-    return body, 503, {"Retry-After": "5"}

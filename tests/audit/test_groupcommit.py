@@ -9,7 +9,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from webapp.groupcommit import GroupCommit
+from webapp.audit.groupcommit import GroupCommit
 
 metadata = MetaData()
 items = Table(
@@ -59,7 +59,7 @@ def run_all(group, writes):
     return threads, results
 
 
-def wait_queued(group, count, timeout=5):
+def wait_queued(group, count, timeout=60):
     deadline = time.monotonic() + timeout
     while len(group._queue) < count:
         assert time.monotonic() < deadline, f"only {len(group._queue)} writes queued"
@@ -77,7 +77,7 @@ def queued_behind_a_leader(group, gate, first, writes):
     wait_queued(group, len(writes))
     gate.release()
     for thread in leader + threads:
-        thread.join(5)
+        thread.join(60)
     return leader[0], threads, results
 
 

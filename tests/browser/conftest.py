@@ -11,14 +11,13 @@ from flask import Flask, request
 from markupsafe import escape
 from werkzeug.serving import make_server
 
+from tests.helpers import DID, LAUNCH_SECRET, ROOT, widget_env
 from webapp import create_app
-from webapp.launch import signed_query
-from webapp.simulator.server import ServerThread, SimulatorServer
-
-from ..conftest import DID, LAUNCH_SECRET, widget_env
+from webapp.panel.launch import signed_query
+from webapp.simulator import ServerThread, Simulator, SimulatorServer, start_server
 
 CHROMIUM = os.environ.get("WIDGET_TEST_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -103,9 +102,6 @@ class Sites:
 
 @pytest.fixture(scope="session")
 def sites(tmp_path_factory):
-    from webapp.simulator import Simulator
-    from webapp.simulator.server import start_server
-
     upstream = start_server(Simulator())
     sites = Sites(upstream, tmp_path_factory.mktemp("widget-data"))
     yield sites

@@ -4,7 +4,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from webapp import create_app
-from webapp.simulator.server import ServerThread
+from webapp.simulator import ServerThread
 
 pytestmark = pytest.mark.browser
 

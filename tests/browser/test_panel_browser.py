@@ -1,10 +1,13 @@
 """The panel in a real browser, framed by a CRM page on another site, used by its accessible
 names as an agent would."""
 
+import threading
+
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect
 
-from ..conftest import DID
+from tests.helpers import DID
 
 pytestmark = pytest.mark.browser
 
@@ -75,6 +78,8 @@ def test_pausing_without_a_reason_is_blocked_in_the_browser_and_on_the_server(
 ):
     call = simulator.start_call("agent1", DID)
     frame = open_call(page, sites, call.ucid)
+    saves = []
+    page.on("request", lambda r: saves.append(r) if r.url.endswith("/disposition/save") else 0)
     choose(frame)
     reason = frame.get_by_label("Pause reason")
     assert not reason.is_visible()
@@ -82,7 +87,6 @@ def test_pausing_without_a_reason_is_blocked_in_the_browser_and_on_the_server(
     assert reason.is_visible()
     frame.get_by_role("button", name="Save disposition").click()
     assert reason.evaluate("el => el.matches(':invalid')")
-    page.wait_for_timeout(300)
     assert simulator.get_call(call.ucid).attempts == []
     assert frame.get_by_role("status").inner_text() == ""
 
@@ -91,6 +95,7 @@ def test_pausing_without_a_reason_is_blocked_in_the_browser_and_on_the_server(
     frame.get_by_role("button", name="Save disposition").click()
     kind, text = outcome(frame)
     assert kind == "invalid" and "pause reason" in text
+    assert len(saves) == 1  # this one: the browser never sent the first
     error = frame.locator("#pause_reason-error")
     assert "Choose a pause reason" in error.inner_text()
     assert reason.get_attribute("aria-invalid") == "true"
@@ -137,17 +142,22 @@ def test_our_server_unreachable_says_the_result_is_unknown(page, sites, simulato
     assert (message["data"]["outcome"], message["data"]["resultUnknown"]) == ("unavailable", True)
 
 
-def test_the_button_is_disabled_while_saving(page, sites, simulator):
+def test_the_button_is_disabled_while_saving(page, sites, simulator, monkeypatch):
     call = simulator.start_call("agent1", DID)
     frame = open_call(page, sites, call.ucid)
     choose(frame)
-    simulator.set_latency(0.6)
+    # The save waits at a gate until the test opens it, however slow or fast the machine.
+    gate = threading.Event()
+    client = sites.widget_app.extensions["cloudagent"]
+    send = client.set_disposition
+    monkeypatch.setattr(client, "set_disposition", lambda **f: gate.wait(120) and send(**f))
     save = frame.get_by_role("button", name="Save disposition")
     save.click()
-    assert save.is_disabled()
-    save.click(force=True, timeout=1000, no_wait_after=True)  # a second click does nothing
+    expect(save).to_be_disabled(timeout=30_000)
+    save.click(force=True, no_wait_after=True)  # a second click does nothing
+    gate.set()
     outcome(frame)
-    assert save.is_enabled()
+    expect(save).to_be_enabled(timeout=30_000)
     assert len(simulator.get_call(call.ucid).attempts) == 1
 
 

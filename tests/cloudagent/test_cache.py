@@ -1,49 +1,20 @@
 """The dispositions cache: fresh from memory, stale while one refresh runs, failures kept out."""
 
+import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from tests.helpers import Clock, FakeFetch, wait_for
 from webapp.cloudagent import DispositionCache, DispositionList, Outcome
-
-
-class FakeFetch:
-    def __init__(self, *results, delay=0.0):
-        self.results = list(results)
-        self.calls = 0
-        self.delay = delay
-        self.done = threading.Event()
-
-    def __call__(self, agent_id, did, ucid):
-        self.calls += 1
-        time.sleep(self.delay)
-        result = self.results.pop(0) if len(self.results) > 1 else self.results[0]
-        self.done.set()
-        return result
-
 
 OLD = DispositionList(names=("Old",))
 NEW = DispositionList(names=("New",))
 DOWN = DispositionList(error=Outcome(kind="unavailable", message="down", reason="unreachable"))
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 def test_a_fresh_entry_costs_no_fetch():
-    fetch, clock = FakeFetch(OLD), Clock()
+    fetch, clock = FakeFetch(OLD), Clock(1000.0)
     cache = DispositionCache(fetch, account="acme", ttl=300, clock=clock)
     assert cache.get("a1", "did1", "u1") == OLD
     clock.now += 299
@@ -53,33 +24,32 @@ def test_a_fresh_entry_costs_no_fetch():
 
 def test_entries_are_per_did():
     fetch = FakeFetch(OLD, NEW)
-    cache = DispositionCache(fetch, account="acme", ttl=300, clock=Clock())
+    cache = DispositionCache(fetch, account="acme", ttl=300, clock=Clock(1000.0))
     assert cache.get("a1", "did1", "u1") == OLD
     assert cache.get("a1", "did2", "u1") == NEW
     assert fetch.calls == 2
 
 
 def test_a_stale_entry_is_served_while_one_background_refresh_runs():
-    clock = Clock()
+    clock = Clock(1000.0)
     fetch = FakeFetch(OLD, NEW)
     cache = DispositionCache(fetch, account="acme", ttl=300, clock=clock)
     cache.get("a1", "did1", "u1")
     clock.now += 301
-    fetch.delay = 0.2
-    fetch.done.clear()
+    fetch.gate = threading.Event()  # the refresh waits until the test opens the gate
     assert cache.get("a1", "did1", "u1") == OLD  # served stale, not waiting
     assert cache.get("a1", "did1", "u1") == OLD  # no second refresh started
+    fetch.gate.set()
     wait_for(lambda: cache.get("a1", "did1", "u1") == NEW)
     assert fetch.calls == 2
 
 
 def test_a_failed_refresh_keeps_the_stale_list_and_retries_later():
-    clock = Clock()
+    clock = Clock(1000.0)
     fetch = FakeFetch(OLD, DOWN, NEW)
     cache = DispositionCache(fetch, account="acme", ttl=300, clock=clock)
     cache.get("a1", "did1", "u1")
     clock.now += 301
-    fetch.done.clear()
     assert cache.get("a1", "did1", "u1") == OLD
     wait_for(lambda: fetch.calls == 2 and not cache._entries[("acme", "did1")].refreshing)
     assert cache.get("a1", "did1", "u1") == OLD
@@ -91,29 +61,47 @@ def test_a_failed_refresh_keeps_the_stale_list_and_retries_later():
 
 def test_a_failed_first_load_is_not_cached():
     fetch = FakeFetch(DOWN, OLD)
-    cache = DispositionCache(fetch, account="acme", ttl=300, clock=Clock())
+    cache = DispositionCache(fetch, account="acme", ttl=300, clock=Clock(1000.0))
     assert cache.get("a1", "did1", "u1") == DOWN
     assert cache.get("a1", "did1", "u1") == OLD
 
 
-def get_at_once(cache, count):
-    """`count` threads asking for the same DID's list at once; their answers."""
+class Ticks:
+    """The cache's queue numbers, counted: how many callers have taken their place in line."""
+
+    def __init__(self):
+        self.numbers = itertools.count()
+        self.taken = 0
+
+    def __next__(self):
+        self.taken += 1
+        return next(self.numbers)
+
+
+def get_while_the_first_fetch_waits(cache, fetch, count):
+    """`count` threads ask for the same DID's list; the first fetch is held until every one of
+    them is in line for it, then let go. Their answers."""
+    fetch.gate = threading.Event()
+    cache._ticks = ticks = Ticks()
     with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(lambda _: cache.get("a", "did1", "u"), range(count)))
+        answers = [pool.submit(cache.get, "a", "did1", "u") for _ in range(count)]
+        wait_for(lambda: fetch.entered.is_set() and ticks.taken >= count, what="every caller")
+        fetch.gate.set()
+        return [answer.result() for answer in answers]
 
 
 def test_concurrent_first_loads_wait_for_one_fetch():
-    fetch = FakeFetch(OLD, delay=0.2)
-    cache = DispositionCache(fetch, account="acme", ttl=300, clock=Clock())
-    results = get_at_once(cache, 8)
+    fetch = FakeFetch(OLD)
+    cache = DispositionCache(fetch, account="acme", ttl=300, clock=Clock(1000.0))
+    results = get_while_the_first_fetch_waits(cache, fetch, 8)
     assert results == [OLD] * 8
     assert fetch.calls == 1
 
 
 def test_callers_waiting_on_a_failing_first_load_share_its_failure():
-    fetch = FakeFetch(DOWN, delay=0.3)
+    fetch = FakeFetch(DOWN)
     cache = DispositionCache(fetch, account="acme", ttl=300, clock=time.monotonic)
-    results = get_at_once(cache, 8)
+    results = get_while_the_first_fetch_waits(cache, fetch, 8)
     assert results == [DOWN] * 8
     assert fetch.calls == 1  # not eight fetches one after another
     fetch.results = [OLD]

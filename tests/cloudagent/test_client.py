@@ -2,21 +2,18 @@
 answers with each documented body and each fault."""
 
 import json
+import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 import responses
 from werkzeug import Response
 
-from webapp.cloudagent import CloudAgentClient, SqliteTokenStore
+from tests.helpers import DID, DOCUMENTED_RESPONSES, READ_TIMEOUT
+from webapp.cloudagent import CloudAgentClient, SqliteTokenStore, Token
 
-from .conftest import DID
-
-CASES = json.loads((Path(__file__).parent / "data" / "cloudagent_responses.json").read_text())[
-    "cases"
-]
+CASES = DOCUMENTED_RESPONSES
 EXPECTED_KIND = {
     "token": "unavailable",
     "configuration": "rejected",
@@ -36,32 +33,32 @@ def save(client, call, **fields):
 # -- against the simulator -------------------------------------------------------------------
 
 
-def test_the_disposition_list_comes_from_action_get(client, live_call, simulator):
-    result = client.fetch_dispositions("agent1", DID, live_call.ucid)
+def test_the_disposition_list_comes_from_action_get(client, call, simulator):
+    result = client.fetch_dispositions("agent1", DID, call.ucid)
     assert result.ok
     assert result.names == tuple(simulator.account("demo").dispositions)
 
 
-def test_a_save_while_live_is_queued_and_can_be_replaced(client, live_call, simulator):
-    assert save(client, live_call).kind == "queued"
-    assert save(client, live_call, disposition="Sale closed").kind == "queued"
-    simulator.hang_up(live_call.ucid)
-    assert simulator.get_call(live_call.ucid).disposition == "Sale closed"
+def test_a_save_while_live_is_queued_and_can_be_replaced(client, call, simulator):
+    assert save(client, call).kind == "queued"
+    assert save(client, call, disposition="Sale closed").kind == "queued"
+    simulator.hang_up(call.ucid)
+    assert simulator.get_call(call.ucid).disposition == "Sale closed"
     # The queued one was applied at hang-up, so a further save finds the call disposed.
-    assert save(client, live_call).kind == "already_disposed"
+    assert save(client, call).kind == "already_disposed"
 
 
-def test_a_save_in_wrap_up_is_saved_once(client, live_call, simulator):
-    simulator.hang_up(live_call.ucid)
-    outcome = save(client, live_call, comments="Wants a brochure")
+def test_a_save_in_wrap_up_is_saved_once(client, call, simulator):
+    simulator.hang_up(call.ucid)
+    outcome = save(client, call, comments="Wants a brochure")
     assert (outcome.kind, outcome.upstream_text) == ("saved", "Disposition saved successfully")
-    assert save(client, live_call).kind == "already_disposed"
+    assert save(client, call).kind == "already_disposed"
 
 
-def test_a_save_after_wrap_up_expired_is_already_disposed(client, live_call, simulator):
-    simulator.hang_up(live_call.ucid)
-    simulator.expire_wrapup(live_call.ucid)
-    assert save(client, live_call).kind == "already_disposed"
+def test_a_save_after_wrap_up_expired_is_already_disposed(client, call, simulator):
+    simulator.hang_up(call.ucid)
+    simulator.expire_wrapup(call.ucid)
+    assert save(client, call).kind == "already_disposed"
 
 
 @pytest.mark.parametrize(
@@ -75,14 +72,14 @@ def test_a_save_after_wrap_up_expired_is_already_disposed(client, live_call, sim
         ({"pause": True, "pause_reason": ""}, "input", "Provide pause reason"),
     ],
 )
-def test_refusals_of_the_call_context_and_input(client, live_call, fields, reason, text):
-    outcome = save(client, live_call, **fields)
+def test_refusals_of_the_call_context_and_input(client, call, fields, reason, text):
+    outcome = save(client, call, **fields)
     assert (outcome.kind, outcome.reason, outcome.upstream_text) == ("rejected", reason, text)
 
 
-def test_pausing_sends_the_reason(client, live_call, simulator):
-    assert save(client, live_call, pause=True, pause_reason="Lunch").kind == "queued"
-    request = simulator.get_call(live_call.ucid).attempts[-1].request
+def test_pausing_sends_the_reason(client, call, simulator):
+    assert save(client, call, pause=True, pause_reason="Lunch").kind == "queued"
+    request = simulator.get_call(call.ucid).attempts[-1].request
     assert (request.pause_after_dispose, request.pause_reason) == (True, "Lunch")
 
 
@@ -109,20 +106,18 @@ def test_api_key_mode_sends_the_key_and_never_mints(simulator, make_client):
     assert simulator.stats()["requests"]["generateToken"] == 0
 
 
-def test_a_wrong_api_key_fails_the_mint_and_sends_nothing(make_client, live_call, simulator):
-    outcome = save(make_client(api_key="wrong"), live_call)
+def test_a_wrong_api_key_fails_the_mint_and_sends_nothing(make_client, call, simulator):
+    outcome = save(make_client(api_key="wrong"), call)
     assert (outcome.kind, outcome.reason) == ("unavailable", "mint_failed")
     assert simulator.stats()["requests"]["Set"] == 0
 
 
-def test_an_expired_or_replaced_token_is_renewed_and_the_save_goes_through(
-    client, live_call, simulator
-):
-    assert save(client, live_call).kind == "queued"
+def test_an_expired_or_replaced_token_is_renewed_and_the_save_goes_through(client, call, simulator):
+    assert save(client, call).kind == "queued"
     simulator.expire_token("demo")
-    assert save(client, live_call).kind == "queued"
+    assert save(client, call).kind == "queued"
     simulator.rotate_token("demo")
-    assert save(client, live_call).kind == "queued"
+    assert save(client, call).kind == "queued"
     assert simulator.stats()["mints"]["demo"] == 4  # ours, ours again, an outsider's, ours
 
 
@@ -142,8 +137,8 @@ def canned(httpserver, tmp_path):
         username="acme",
         api_key="acme-key",
         token_store=SqliteTokenStore(tmp_path / "tokens.sqlite3"),
-        connect_timeout=1,
-        read_timeout=0.5,
+        connect_timeout=30,
+        read_timeout=READ_TIMEOUT,
     )
 
 
@@ -224,17 +219,26 @@ def test_http_faults_become_unavailable(canned, httpserver, response, reason):
 
 
 def test_a_slow_answer_is_given_up_and_reported_unknown(canned, httpserver):
-    received = []
+    """CloudAgent holds the Set's answer until the client has given up on it (its read
+    timeout, shortened for this one call): the save's result is unknown, and it is not sent
+    again."""
+    expires = time.time() + 3600
+    canned.token_store.replace(canned.account, None, lambda: Token(TOKEN["token"], expires))
+    received, release, answered = [], threading.Event(), threading.Event()
 
-    def slow(request):
+    def held(request):
         received.append(json.loads(request.data))
-        time.sleep(1.0)
+        release.wait(120)
+        answered.set()
         return Response(json.dumps(CASES[4]["body"]), 200)
 
-    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_handler(slow)
-    started = time.monotonic()
-    outcome = canned.set_disposition(agent_id="a", did="d", ucid="u", disposition="X")
-    assert time.monotonic() - started < 0.95
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_handler(held)
+    canned.timeout = (30, 0.5)
+    try:
+        outcome = canned.set_disposition(agent_id="a", did="d", ucid="u", disposition="X")
+    finally:
+        release.set()
+        answered.wait(120)  # the one-threaded loopback server is free for the next test
     assert (outcome.kind, outcome.reason) == ("unavailable", "lost_answer")
     assert "unknown" in outcome.message
     assert len(received) == 1  # never retried

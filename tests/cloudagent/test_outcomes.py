@@ -1,10 +1,10 @@
 """Every CloudAgent answer of the API page, and the faults around it, read into an outcome."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import DOCUMENTED_RESPONSES
 from webapp.cloudagent.outcomes import (
     ALREADY_DISPOSED,
     QUEUED,
@@ -17,9 +17,7 @@ from webapp.cloudagent.outcomes import (
     set_outcome,
 )
 
-CASES = json.loads((Path(__file__).parent / "data" / "cloudagent_responses.json").read_text())[
-    "cases"
-]
+CASES = DOCUMENTED_RESPONSES
 
 # The 'kind' grouping of the case file -> (outcome kind, reason) the agent is shown.
 EXPECTED = {

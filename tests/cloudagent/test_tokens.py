@@ -8,19 +8,9 @@ import stat
 
 import pytest
 
+from tests.helpers import DID, Clock, save_many
 from webapp.cloudagent import CloudAgentClient, SqliteTokenStore, Token
 from webapp.cloudagent.tokens import MintBudgetExhausted, MintFailed, token_expiry
-
-from .conftest import DID
-from .procs import save_many
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def jwt(claims: dict) -> str:

@@ -1,5 +1,5 @@
 """docs/embedding.md stays true: its examples sign links the widget accepts, its worked
-example is what webapp.launch computes, and its postMessage fields are what panel.js sends."""
+example is what webapp.panel.launch computes, and its postMessage fields are what panel.js sends."""
 
 import ast
 import json
@@ -9,18 +9,15 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from webapp import launch
+from tests.helpers import LAUNCH_SECRET, ROOT
 from webapp.config import DEFAULT_PAUSE_REASONS, load_settings
-from webapp.launch import canonical, sign, verify
+from webapp.panel import launch
+from webapp.panel.launch import canonical, sign, verify
 
-from .conftest import LAUNCH_SECRET
-
-ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "embedding.md").read_text(encoding="utf-8")
 PANEL_JS = (ROOT / "static" / "panel.js").read_text(encoding="utf-8")
 OUTCOME_HTML = (ROOT / "templates" / "_outcome.html").read_text(encoding="utf-8")

@@ -5,7 +5,7 @@ import hmac
 
 import pytest
 
-from webapp.launch import LaunchError, canonical, sign, signed_query, verify
+from webapp.panel.launch import LaunchError, canonical, sign, signed_query, verify
 
 SECRET = "launch-secret-0123456789"
 NOW = 1_800_000_000

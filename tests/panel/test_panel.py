@@ -9,61 +9,16 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.helpers import CRM_ORIGIN, DID, LAUNCH_SECRET, launch_path, outcome_of, widget_env
 from webapp import create_app
-from webapp.launch import signed_query
-
-from .conftest import CRM_ORIGIN, DID, LAUNCH_SECRET, widget_env
+from webapp.panel.launch import signed_query
 
 HTMX_SHA384 = "Qp9rdC8H7EqOoX+nR0P3RPG2Noji+qdwJlGpfzwQJsfOpp3sGwIdSP9xO3+UlEhn"
 
 
-def launch_path(ucid, agent="agent1", did=DID, **extra):
-    query = signed_query({"ucid": ucid, "agentID": agent, "did": did} | extra, LAUNCH_SECRET)
-    return "/disposition?" + urlencode(query)
-
-
-def hidden(html, name):
-    return re.search(rf'name="{name}"[^>]*value="([^"]*)"|value="([^"]*)"[^>]*name="{name}"', html)
-
-
-class Panel:
-    """An opened panel: its page, and what a save posts."""
-
-    def __init__(self, web, path):
-        self.web = web
-        self.response = web.get(path)
-        self.html = self.response.get_data(as_text=True)
-        assert "Set-Cookie" not in self.response.headers
-
-    def field(self, name):
-        match = hidden(self.html, name)
-        return next(g for g in match.groups() if g is not None)
-
-    def save(self, **fields):
-        form = {
-            "context": self.field("context"),
-            "csrf_token": self.field("csrf_token"),
-            "disposition": "Interested",
-            "comments": "",
-        } | fields
-        form = {k: v for k, v in form.items() if v is not None}
-        response = self.web.post("/disposition/save", data=form, headers={"HX-Request": "true"})
-        assert "Set-Cookie" not in response.headers
-        return response
-
-
-def outcome_of(response):
-    return re.search(r'data-outcome="([a-z_]+)"', response.get_data(as_text=True)).group(1)
-
-
 @pytest.fixture
-def call(simulator):
-    return simulator.start_call("agent1", DID)
-
-
-@pytest.fixture
-def panel(web, call):
-    return Panel(web, launch_path(call.ucid))
+def panel(web, call, panels):
+    return panels.open(call.ucid)
 
 
 # -- launch ----------------------------------------------------------------------------------
@@ -83,9 +38,9 @@ def test_a_signed_link_opens_the_panel_for_the_call(panel, call, simulator):
         assert f">{reason}</option>" in html
 
 
-def test_opening_panels_costs_one_upstream_list_fetch(web, simulator):
+def test_opening_panels_costs_one_upstream_list_fetch(web, simulator, panels):
     for _ in range(5):
-        Panel(web, launch_path(simulator.start_call("agent1", DID).ucid))
+        panels.open(simulator.start_call("agent1", DID).ucid)
     assert simulator.stats()["requests"]["get"] == 1
 
 
@@ -133,8 +88,8 @@ def test_a_bad_link_gets_a_small_403_and_nothing_goes_upstream(web, call, simula
     assert simulator.stats()["requests"] == {"generateToken": 0, "get": 0, "Set": 0, "other": 0}
 
 
-def test_signing_can_be_switched_off_explicitly(upstream, tmp_path, call, caplog):
-    app = create_app(widget_env(upstream.url, tmp_path, WIDGET_LAUNCH_SIGNING="off"))
+def test_signing_can_be_switched_off_explicitly(call, caplog, make_app):
+    app = make_app(WIDGET_LAUNCH_SIGNING="off")
     assert "launch links are NOT verified" in caplog.text
     response = app.test_client().get(f"/disposition?ucid={call.ucid}&agentID=agent1&did={DID}")
     assert response.status_code == 200
@@ -158,8 +113,8 @@ def test_save_after_hang_up_is_saved_then_already_disposed(panel, call, simulato
     assert outcome_of(panel.save()) == "already_disposed"
 
 
-def test_an_agent_not_on_the_call_is_rejected(web, call):
-    response = Panel(web, launch_path(call.ucid, agent="agent2")).save()
+def test_an_agent_not_on_the_call_is_rejected(web, call, panels):
+    response = panels.open(call.ucid, agent="agent2").save()
     assert outcome_of(response) == "rejected"
     assert "not on this call" in response.get_data(as_text=True)
 
@@ -208,9 +163,9 @@ def test_comments_at_the_limit_are_accepted(panel, call, simulator):
 # -- context and CSRF ------------------------------------------------------------------------
 
 
-def test_missing_or_forged_context_or_csrf_is_refused_before_upstream(web, call, simulator):
-    panel = Panel(web, launch_path(call.ucid))
-    other = Panel(web, launch_path(simulator.start_call("agent2", DID).ucid, agent="agent2"))
+def test_missing_or_forged_context_or_csrf_is_refused_before_upstream(web, call, simulator, panels):
+    panel = panels.open(call.ucid)
+    other = panels.open(simulator.start_call("agent2", DID).ucid, agent="agent2")
     context, csrf = panel.field("context"), panel.field("csrf_token")
     attempts = {
         "no context": {"context": None},
@@ -229,9 +184,9 @@ def test_missing_or_forged_context_or_csrf_is_refused_before_upstream(web, call,
     assert simulator.stats()["requests"]["Set"] == 0
 
 
-def test_an_expired_context_says_so(upstream, tmp_path, call, simulator, monkeypatch):
-    app = create_app(widget_env(upstream.url, tmp_path, WIDGET_CONTEXT_MAX_AGE="60"))
-    panel = Panel(app.test_client(), launch_path(call.ucid))
+def test_an_expired_context_says_so(call, simulator, monkeypatch, panels, make_app):
+    app = make_app(WIDGET_CONTEXT_MAX_AGE="60")
+    panel = panels.on(app.test_client()).open(call.ucid)
     import itsdangerous.timed
 
     real = itsdangerous.timed.time.time
@@ -246,16 +201,16 @@ def test_an_expired_context_says_so(upstream, tmp_path, call, simulator, monkeyp
 
 
 def test_when_the_list_cannot_load_the_panel_says_so_and_offers_a_retry(
-    tmp_path, simulator, monkeypatch
+    tmp_path, simulator, monkeypatch, panels
 ):
     from webapp.cloudagent import client as client_module
-    from webapp.simulator.server import start_server
+    from webapp.simulator import start_server
 
     monkeypatch.setattr(client_module, "UNREACHABLE_HOLD", 0.0)  # retry at once, not in 5 s
     app = create_app(widget_env("http://127.0.0.1:9", tmp_path))
     web = app.test_client()
     call = simulator.start_call("agent1", DID)
-    panel = Panel(web, launch_path(call.ucid))
+    panel = panels.on(web).open(call.ucid)
     assert panel.response.status_code == 200
     assert "could not be loaded" in panel.html
     assert ">Try again</button>" in panel.html
@@ -277,9 +232,9 @@ def test_when_the_list_cannot_load_the_panel_says_so_and_offers_a_retry(
         running.stop()
 
 
-def test_a_save_when_cloudagent_is_down_is_unavailable(upstream, tmp_path, call):
-    app = create_app(widget_env(upstream.url, tmp_path))
-    panel = Panel(app.test_client(), launch_path(call.ucid))
+def test_a_save_when_cloudagent_is_down_is_unavailable(call, panels, make_app):
+    app = make_app()
+    panel = panels.on(app.test_client()).open(call.ucid)
     app.extensions["cloudagent"].base_url = "http://127.0.0.1:9"
     response = panel.save()
     assert response.status_code == 200
@@ -342,7 +297,7 @@ def test_pages_and_assets_are_gzipped_for_browsers_that_take_it(web, call):
 
 
 def test_htmx_is_the_exact_vendored_build(panel):
-    path = Path(__file__).resolve().parent.parent / "static" / "vendor" / "htmx-4.0.1.min.js"
+    path = Path(__file__).resolve().parents[2] / "static" / "vendor" / "htmx-4.0.1.min.js"
     digest = base64.b64encode(hashlib.sha384(path.read_bytes()).digest()).decode()
     assert digest == HTMX_SHA384
     assert f'integrity="sha384-{HTMX_SHA384}"' in panel.html

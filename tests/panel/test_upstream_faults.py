@@ -2,47 +2,63 @@
 lost after CloudAgent applied the save."""
 
 import re
+from contextlib import contextmanager
 
 import pytest
 import requests
 import responses
 
+from tests.helpers import DID, outcome_of, wait_for, widget_env
 from webapp import create_app
-
-from .conftest import DID, widget_env
-from .test_panel import Panel, launch_path, outcome_of
 
 CANNED = ["http_500", "http_502", "http_503", "empty", "not_json", "json_list",
           "json_number", "no_status", "status_error"]  # fmt: skip
+# A slow or lost answer comes LATE seconds after the request, and the app gives up after
+# IMPATIENT: whatever the machine's speed, the one faulted request times out, while every
+# other request of the test keeps the tests' wide read timeout.
+IMPATIENT = 0.5
+LATE = 5.0
+OTHER_DID = "918069000000"  # the demo account's second DID
 
 
 @pytest.fixture
-def app(upstream, tmp_path):
-    # A short read timeout keeps the slow and lost-answer cases quick.
-    return create_app(widget_env(upstream.url, tmp_path, WIDGET_CLOUDAGENT_READ_TIMEOUT="0.5"))
+def impatient(app):
+    """`with impatient():` the app waits IMPATIENT seconds for CloudAgent's answer. The
+    account's token is minted first, with the usual wait: only the faulted request is hurried."""
+    client = app.extensions["cloudagent"]
+    client.fetch_dispositions("agent1", OTHER_DID, "warm-up")  # another DID: its own list
+    assert client.token_store.current(client.account) is not None
 
+    @contextmanager
+    def waiting_briefly():
+        usual = client.timeout
+        client.timeout = (usual[0], IMPATIENT)
+        try:
+            yield
+        finally:
+            client.timeout = usual
 
-@pytest.fixture
-def call(simulator):
-    return simulator.start_call("agent1", DID)
+    return waiting_briefly
 
 
 @pytest.mark.parametrize("kind", [*CANNED, "slow"])
-def test_a_failing_list_says_so_with_a_retry(web, simulator, call, kind):
-    simulator.add_fault("get", kind, delay=1.0 if kind == "slow" else 0)
-    panel = Panel(web, launch_path(call.ucid))
+def test_a_failing_list_says_so_with_a_retry(web, simulator, call, kind, panels, impatient):
+    simulator.add_fault("get", kind, delay=LATE if kind == "slow" else 0)
+    with impatient():
+        panel = panels.open(call.ucid)
     assert panel.response.status_code == 200
     assert "could not be loaded" in panel.html and ">Try again</button>" in panel.html
     # The next open, or Try again, gets the list once CloudAgent behaves.
-    again = Panel(web, launch_path(simulator.start_call("agent1", DID).ucid))
+    again = panels.open(simulator.start_call("agent1", DID).ucid)
     assert '<option value="Interested">' in again.html
 
 
 @pytest.mark.parametrize("kind", [*CANNED, "slow"])
-def test_a_failing_save_is_unavailable(web, simulator, call, kind):
-    panel = Panel(web, launch_path(call.ucid))
-    simulator.add_fault("Set", kind, delay=1.0 if kind == "slow" else 0)
-    response = panel.save(comments="kept")
+def test_a_failing_save_is_unavailable(web, simulator, call, kind, panels, impatient):
+    panel = panels.open(call.ucid)
+    simulator.add_fault("Set", kind, delay=LATE if kind == "slow" else 0)
+    with impatient():
+        response = panel.save(comments="kept")
     assert response.status_code == 200
     assert outcome_of(response) == "unavailable"
     html = response.get_data(as_text=True)
@@ -51,31 +67,31 @@ def test_a_failing_save_is_unavailable(web, simulator, call, kind):
         assert "Result unknown" in html
 
 
-def test_a_connect_timeout_in_both_actions(tmp_path):
+def test_a_connect_timeout_in_both_actions(tmp_path, panels):
     env = widget_env("http://ca.test", tmp_path, WIDGET_CLOUDAGENT_AUTH="apikey")
     app = create_app(env)
     with responses.RequestsMock() as mock:
         mock.add(responses.POST, "http://ca.test/ca_apis/DispositionAPIV2",
                  body=requests.ConnectTimeout("timed out"))  # fmt: skip
-        panel = Panel(app.test_client(), launch_path("12345"))
+        panel = panels.on(app.test_client()).open("12345")
         assert "could not be loaded" in panel.html
         response = panel.save()
     assert outcome_of(response) == "unavailable"
     assert "Nothing was sent" in response.get_data(as_text=True)
 
 
-def test_hostile_names_in_the_list_are_shown_as_text(web, simulator, call):
+def test_hostile_names_in_the_list_are_shown_as_text(web, simulator, call, panels):
     simulator.add_fault("get", "html_names")
-    panel = Panel(web, launch_path(call.ucid))
+    panel = panels.open(call.ucid)
     assert "<script>alert(1)</script>" not in panel.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in panel.html
     assert "<img src=x" not in panel.html
     assert "Tom &amp; &#34;Jerry&#34;" in panel.html
 
 
-def test_a_huge_list_is_rendered_whole(web, simulator, call):
+def test_a_huge_list_is_rendered_whole(web, simulator, call, panels):
     simulator.add_fault("get", "huge_list")
-    panel = Panel(web, launch_path(call.ucid))
+    panel = panels.open(call.ucid)
     assert len(re.findall(r"<option value=", panel.html)) == 1 + 5000 + 5 + 5 + 1
     assert outcome_of(panel.save(disposition="Sale closed")) == "queued"
 
@@ -83,16 +99,19 @@ def test_a_huge_list_is_rendered_whole(web, simulator, call):
 # -- a lost answer ---------------------------------------------------------------------------
 
 
-def test_a_lost_answer_is_unknown_then_reported_as_saved_earlier(app, web, simulator, call):
-    panel = Panel(web, launch_path(call.ucid))
+def test_a_lost_answer_is_unknown_then_reported_as_saved_earlier(
+    app, web, simulator, call, panels, impatient
+):
+    panel = panels.open(call.ucid)
     simulator.hang_up(call.ucid)
-    simulator.add_fault("Set", "lost_answer", delay=1.0)  # applied, answer after the timeout
-    first = panel.save(disposition="Sale closed")
+    simulator.add_fault("Set", "lost_answer", delay=LATE)  # applied, answered too late
+    with impatient():
+        first = panel.save(disposition="Sale closed")
     html = first.get_data(as_text=True)
     assert outcome_of(first) == "unavailable"
     assert "Result unknown" in html and "Save again" in html
     assert 'data-result-unknown="true"' in html  # what the host page is told, too
-    assert simulator.get_call(call.ucid).disposition == "Sale closed"  # it did go through
+    wait_for(lambda: simulator.get_call(call.ucid).disposition == "Sale closed")  # went through
 
     second = panel.save(disposition="Sale closed")
     assert outcome_of(second) == "saved"
@@ -104,25 +123,31 @@ def test_a_lost_answer_is_unknown_then_reported_as_saved_earlier(app, web, simul
     ]
 
 
-def test_a_lost_answer_then_another_disposition_says_what_is_there(web, simulator, call):
-    panel = Panel(web, launch_path(call.ucid))
+def test_a_lost_answer_then_another_disposition_says_what_is_there(
+    web, simulator, call, panels, impatient
+):
+    panel = panels.open(call.ucid)
     simulator.hang_up(call.ucid)
-    simulator.add_fault("Set", "lost_answer", delay=1.0)
-    panel.save(disposition="Sale closed")
+    simulator.add_fault("Set", "lost_answer", delay=LATE)
+    with impatient():
+        assert outcome_of(panel.save(disposition="Sale closed")) == "unavailable"
+    wait_for(lambda: simulator.get_call(call.ucid).disposition == "Sale closed")
     second = panel.save(disposition="Wrong number")
     assert outcome_of(second) == "already_disposed"
     assert "your earlier save of “Sale closed”" in second.get_data(as_text=True)
 
 
-def test_already_disposed_without_a_lost_answer_stays_already_disposed(web, simulator, call):
-    panel = Panel(web, launch_path(call.ucid))
+def test_already_disposed_without_a_lost_answer_stays_already_disposed(
+    web, simulator, call, panels
+):
+    panel = panels.open(call.ucid)
     simulator.hang_up(call.ucid)
     assert outcome_of(panel.save()) == "saved"
     assert outcome_of(panel.save()) == "already_disposed"
 
 
-def test_an_unreadable_answer_to_a_save_is_a_result_unknown(app, web, simulator, call):
-    panel = Panel(web, launch_path(call.ucid))
+def test_an_unreadable_answer_to_a_save_is_a_result_unknown(app, web, simulator, call, panels):
+    panel = panels.open(call.ucid)
     simulator.add_fault("Set", "http_502")
     response = panel.save()
     assert outcome_of(response) == "unavailable"
@@ -131,12 +156,16 @@ def test_an_unreadable_answer_to_a_save_is_a_result_unknown(app, web, simulator,
     assert (row["outcome"], row["reason"]) == ("unknown", "bad_response")
 
 
-def test_a_lost_answer_overtaken_by_a_later_answered_save_is_not_claimed(web, simulator, call):
+def test_a_lost_answer_overtaken_by_a_later_answered_save_is_not_claimed(
+    web, simulator, call, panels, impatient
+):
     """Save X (answer lost, but queued), then Y (queued: replaces X), call ends with Y, save X
     again: 'already Disposed' is about Y, so X must not be reported as saved."""
-    panel = Panel(web, launch_path(call.ucid))
-    simulator.add_fault("Set", "lost_answer", delay=1.0)
-    panel.save(disposition="Sale closed")
+    panel = panels.open(call.ucid)
+    simulator.add_fault("Set", "lost_answer", delay=LATE)
+    with impatient():
+        assert outcome_of(panel.save(disposition="Sale closed")) == "unavailable"
+    wait_for(lambda: simulator.get_call(call.ucid).attempts)  # X was applied (queued)
     assert outcome_of(panel.save(disposition="Wrong number")) == "queued"
     simulator.hang_up(call.ucid)
     assert simulator.get_call(call.ucid).disposition == "Wrong number"

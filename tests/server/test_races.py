@@ -7,146 +7,58 @@ a dead token must cost exactly one mint, whoever notices first, and never more t
 account's 10 mints an hour, whatever happens upstream.
 """
 
-import logging
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
-from webapp.simulator import Simulator
-from webapp.simulator.server import start_server
-
-from .conftest import DID
-from .gunicorn_server import GunicornServer, server_env
-from .test_panel import hidden, launch_path
+from tests.helpers import DID, UPSTREAM_AUTH_TEXTS, all_at_once, outcome_of, summary
+from webapp.simulator import Simulator, start_server
 
 WORKERS = 4
 THREADS = 16
 LATENCY = 0.05  # seconds per simulator answer, so upstream calls overlap
 CLIENTS = 200
-# What CloudAgent says when it refuses our sign-in: never to be echoed to the agent.
-UPSTREAM_AUTH_TEXTS = (
-    "invalid token",
-    "token expired",
-    "token generation limit",
-    "invalid username or apikey",
-    "token should not be null",
-)
 
 
-class Stack(GunicornServer):
+class Stack:
     """The simulator in this process, and gunicorn serving wsgi:app as in production."""
 
-    def __init__(self, data_dir):
+    def __init__(self, production_server, name):
         self.sim = Simulator(latency=LATENCY)
         self.upstream = start_server(self.sim)
-        env = server_env(
-            self.upstream.url,
-            data_dir,
-            WIDGET_WORKERS=str(WORKERS),
-            WIDGET_THREADS=str(THREADS),
-            # The per-agent save limit is another feature: lift it so that hundreds of saves
-            # by one agent reach the token code, which is what these tests are about.
-            WIDGET_SAVES_PER_MINUTE="10000",
-        )
-        super().__init__(data_dir, env, workers=WORKERS)
-
-    def stop(self):
         try:
-            super().stop()
-        finally:
+            self.server = production_server(
+                self.upstream.url,
+                name=name,
+                workers=WORKERS,
+                WIDGET_WORKERS=str(WORKERS),
+                WIDGET_THREADS=str(THREADS),
+                # The per-agent save limit is another feature: lift it so that hundreds of
+                # saves by one agent reach the token code, which is what these tests are about.
+                WIDGET_SAVES_PER_MINUTE="10000",
+            )
+        except BaseException:
             self.upstream.stop()
+            raise
 
     def open_panels(self, count, agent="agent1"):
-        """Start `count` live calls and open a panel for each, `count` GETs in parallel."""
+        """Start `count` live calls and open a panel for each, 32 GETs at a time."""
         calls = [self.sim.start_call(agent, DID) for _ in range(count)]
-
-        def open_one(call):
-            response = requests.get(
-                self.url + launch_path(call.ucid, agent=agent),
-                headers={"Connection": "close"},
-                timeout=60,
-            )
-            assert response.status_code == 200, (
-                f"GET panel: {response.status_code} {response.text[:300]}\n{self.log()}"
-            )
-            html = response.text
-            fields = {}
-            for name in ("context", "csrf_token"):
-                match = hidden(html, name)
-                assert match, f"no hidden {name} in the panel:\n{html[:2000]}"
-                fields[name] = next(g for g in match.groups() if g is not None)
-            assert '<option value="Interested">' in html, "the disposition list did not load"
-            return fields
-
         with ThreadPoolExecutor(32) as pool:
-            return list(pool.map(open_one, calls))
+            return list(pool.map(lambda call: self.server.open_panel(call.ucid, agent), calls))
 
-    def save(self, panel, **fields):
-        form = panel | {"disposition": "Interested", "comments": ""} | fields
-        return requests.post(
-            self.url + "/disposition/save",
-            data=form,
-            headers={"HX-Request": "true", "Connection": "close"},
-            timeout=60,
-        )
-
-    def save_all_at_once(self, panels, **fields):
-        """One save per panel, every one on its own thread, released together by a barrier."""
-        barrier = threading.Barrier(len(panels))
-
-        def save_one(panel):
-            barrier.wait(timeout=30)
-            return self.save(panel, **fields)
-
-        with ThreadPoolExecutor(len(panels)) as pool:
-            return list(pool.map(save_one, panels))
-
-
-def outcome(response):
-    match = re.search(r'data-outcome="([a-z_]+)"', response.text)
-    return match.group(1) if match else None
-
-
-def summary(responses):
-    """Counts of (status, outcome), and one sample body of each, for failure messages."""
-    counts, samples = {}, {}
-    for response in responses:
-        key = (response.status_code, outcome(response))
-        counts[key] = counts.get(key, 0) + 1
-        samples.setdefault(key, response.text[:400])
-    return f"counts={counts}\nsamples={samples}"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def quiet_simulator():
-    """The in-process simulator's werkzeug access log: thousands of lines, no information."""
-    logger = logging.getLogger("werkzeug")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield
-    logger.setLevel(level)
-
-
-def _start(data_dir):
-    stack = Stack(data_dir)
-    try:
-        stack.wait_ready()
-    except BaseException:
-        stack.stop()
-        raise
-    return stack
+    def save_all_at_once(self, panels):
+        return all_at_once(self.server.save, panels)
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    running = _start(tmp_path_factory.mktemp("races"))
+def stack(production_server, quiet_werkzeug):
+    running = Stack(production_server, "races")
     yield running
-    running.stop()
+    running.upstream.stop()
 
 
 @pytest.fixture(scope="module")
@@ -155,18 +67,18 @@ def panels(stack):
 
 
 def test_production_config_runs_four_gthread_workers(stack):
-    assert len(stack.workers) == WORKERS, stack.log()
-    for pid in stack.workers:
+    assert len(stack.server.workers) == WORKERS, stack.server.log()
+    for pid in stack.server.workers:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         assert b"gunicorn" in cmdline, cmdline
-    stack.check_workers_unchanged()
+    stack.server.check_workers_unchanged()
 
 
 def _warm_up(stack, panels):
     """One save so the account has a current token that every later save starts from."""
-    response = stack.save(panels[0])
-    assert response.status_code == 200 and outcome(response) == "queued", (
-        f"{response.status_code} {response.text[:500]}\n{stack.log()}"
+    response = stack.server.save(panels[0])
+    assert response.status_code == 200 and outcome_of(response) == "queued", (
+        f"{response.status_code} {response.text[:500]}\n{stack.server.log()}"
     )
 
 
@@ -175,7 +87,7 @@ def _queued_problems(responses):
     problems = []
     if len(responses) != CLIENTS:
         problems.append(f"{len(responses)} responses for {CLIENTS} saves")
-    if any(r.status_code != 200 or outcome(r) != "queued" for r in responses):
+    if any(r.status_code != 200 or outcome_of(r) != "queued" for r in responses):
         problems.append("not every save was answered 200 queued")
     troubled = [r for r in responses if re.search(r"sign[ -]in|token", r.text, re.IGNORECASE)]
     if troubled:
@@ -194,8 +106,8 @@ def test_an_expired_token_costs_one_mint_for_200_concurrent_saves(stack, panels)
     problems = _queued_problems(responses)
     if stats["mints"]["demo"] - mints_before != 1:
         problems.append(f"{stats['mints']['demo'] - mints_before} mints instead of 1")
-    assert not problems, "\n".join([*problems, str(stats), summary(responses), stack.log()])
-    stack.check_workers_unchanged()
+    assert not problems, "\n".join([*problems, str(stats), summary(responses), stack.server.log()])
+    stack.server.check_workers_unchanged()
 
 
 def test_a_token_minted_elsewhere_costs_us_one_mint_for_200_concurrent_saves(stack, panels):
@@ -211,8 +123,8 @@ def test_a_token_minted_elsewhere_costs_us_one_mint_for_200_concurrent_saves(sta
     ours = stats["requests"]["generateToken"] - ours_before
     if ours != 1:
         problems.append(f"{ours} generateToken requests instead of 1")
-    assert not problems, "\n".join([*problems, str(stats), summary(responses), stack.log()])
-    stack.check_workers_unchanged()
+    assert not problems, "\n".join([*problems, str(stats), summary(responses), stack.server.log()])
+    stack.server.check_workers_unchanged()
 
 
 # -- mint storm: its own simulator and token store, so the hour's budget starts untouched -----
@@ -222,10 +134,10 @@ STORM_CLIENTS = 20
 
 
 @pytest.fixture
-def storm_stack(tmp_path):
-    running = _start(tmp_path / "storm")
+def storm_stack(production_server, quiet_werkzeug):
+    running = Stack(production_server, "storm")
     yield running
-    running.stop()
+    running.upstream.stop()
 
 
 def test_a_mint_storm_never_makes_more_than_ten_mints_an_hour(storm_stack):
@@ -240,7 +152,7 @@ def test_a_mint_storm_never_makes_more_than_ten_mints_an_hour(storm_stack):
 
     stats = stack.sim.stats()
     everything = [r for responses in rounds for r in responses]
-    shapes = [sorted({outcome(r) for r in responses}) for responses in rounds]
+    shapes = [sorted({outcome_of(r) for r in responses}) for responses in rounds]
     # While a mint is to be had every save is queued; once the budget is spent every save
     # says the service is unavailable (nothing sent), for the rest of the hour.
     queued_rounds = 0
@@ -273,6 +185,7 @@ def test_a_mint_storm_never_makes_more_than_ten_mints_an_hour(storm_stack):
     ]
     if echoed:
         problems.append(f"{len(echoed)} answers echo upstream auth errors or a traceback")
-    report = [str(stats), f"outcomes per round: {shapes}", summary(everything), stack.log(80)]
+    report = [str(stats), f"outcomes per round: {shapes}", summary(everything)]
+    report.append(stack.server.log(80))
     assert not problems, "\n".join(problems + report)
-    stack.check_workers_unchanged()
+    stack.server.check_workers_unchanged()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ..gunicorn_server import free_port
+from tests.helpers import free_port
 
 
 def _missing(what):
@@ -72,7 +72,7 @@ class RedisServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-        _wait(lambda: self.client().ping(), "redis-server", 10, self.proc, log_path)
+        _wait(lambda: self.client().ping(), "redis-server", 60, self.proc, log_path)
 
     def client(self):
         import redis
@@ -95,13 +95,23 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def redis_server():
+def _running_redis():
     if not os.access(REDIS_SERVER, os.X_OK):
         _missing(f"no {REDIS_SERVER} (Debian: apt-get install redis-server)")
     server = RedisServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    yield from _running_redis()
+
+
+@pytest.fixture(scope="module")
+def own_redis_server():
+    """A Redis server of the module's own, which its tests may kill and start again."""
+    yield from _running_redis()
 
 
 @pytest.fixture
@@ -200,7 +210,7 @@ class PostgresServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-        _wait(self._ready, "postgres", 30, self.proc, log_path)
+        _wait(self._ready, "postgres", 120, self.proc, log_path)
 
     def url(self, database="postgres"):
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"

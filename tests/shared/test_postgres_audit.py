@@ -5,19 +5,21 @@ goes away before or after CloudAgent is called."""
 import logging
 import multiprocessing
 import sqlite3
-import threading
-import time
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from webapp import create_app
-from webapp.audit import SCHEMA_VERSION, Attempt, AuditLog, SchemaError, sqlite_url
+from tests.helpers import DID, outcome_of, prepare_schema_in_child, wait_for
+from webapp.audit import (
+    SCHEMA_VERSION,
+    Attempt,
+    AuditLog,
+    SchemaError,
+    prepare_schema,
+    sqlite_url,
+)
+from webapp.audit import schema as audit_schema
 from webapp.config import ConfigError
-
-from ..conftest import DID, widget_env
-from ..test_panel import Panel, launch_path, outcome_of
-from .procs import prepare
 
 V1_SAVES = """
 CREATE TABLE saves (
@@ -74,7 +76,7 @@ def test_the_schema_is_created_on_postgresql_and_rows_round_trip(pg_url):
 
 def test_instances_starting_together_create_the_schema_once(pg_url):
     with multiprocessing.get_context("spawn").Pool(6) as pool:
-        found = pool.map(prepare, [pg_url] * 6)
+        found = pool.map(prepare_schema_in_child, [pg_url] * 6)
     assert found == [SCHEMA_VERSION] * 6
     assert version(pg_url) == SCHEMA_VERSION
 
@@ -104,7 +106,7 @@ def test_a_version_1_database_is_migrated_at_start_up(engine, tmp_path, request)
     assert version(url) == SCHEMA_VERSION
 
 
-def test_a_newer_schema_stops_start_up(pg_url, upstream, tmp_path):
+def test_a_newer_schema_stops_start_up(pg_url, make_app):
     AuditLog(pg_url).close()
     engine = create_engine(pg_url)
     with engine.begin() as conn:
@@ -113,17 +115,18 @@ def test_a_newer_schema_stops_start_up(pg_url, upstream, tmp_path):
     with pytest.raises(SchemaError, match="schema version 99"):
         AuditLog(pg_url)
     with pytest.raises(ConfigError, match="^WIDGET_DATABASE_URL: .*schema version 99"):
-        create_app(widget_env(upstream.url, tmp_path, WIDGET_DATABASE_URL=pg_url))
+        make_app(WIDGET_DATABASE_URL=pg_url)
 
 
-def test_an_unreachable_database_stops_start_up_in_one_line():
-    from webapp.audit import prepare_schema
-
+def test_an_unreachable_database_stops_start_up_in_one_line(monkeypatch):
     url = "postgresql+psycopg://widget:s3cret@127.0.0.1:9/widget"
-    started = time.monotonic()
+    pauses = []
+    real_sleep = audit_schema.time.sleep
+    monkeypatch.setattr(audit_schema.time, "sleep", lambda s: pauses.append(s) or real_sleep(s))
     with pytest.raises(ConfigError) as error:
         prepare_schema(url, wait=0.5)
-    assert time.monotonic() - started < 5
+    # It gives up once `wait` has passed: at most one pause of a second between attempts.
+    assert sum(pauses) <= 1.0
     message = str(error.value)
     assert message.startswith("the audit database postgresql+psycopg://widget:***@")
     assert "\n" not in message and "s3cret" not in message
@@ -133,18 +136,18 @@ def test_an_unreachable_database_stops_start_up_in_one_line():
 
 
 @pytest.fixture
-def pg_app(upstream, tmp_path, pg_url):
-    app = create_app(
-        widget_env(upstream.url, tmp_path, WIDGET_DATABASE_URL=pg_url, WIDGET_INSTANCE_NAME="w1")
-    )
+def pg_app(make_app, pg_url):
+    app = make_app(WIDGET_DATABASE_URL=pg_url, WIDGET_INSTANCE_NAME="w1")
     yield app
     app.extensions["audit"].close()
 
 
-def test_saves_are_recorded_in_postgresql_and_exported_by_the_cli(pg_app, simulator, tmp_path):
+def test_saves_are_recorded_in_postgresql_and_exported_by_the_cli(
+    pg_app, simulator, tmp_path, panels
+):
     web = pg_app.test_client()
     call = simulator.start_call("agent1", DID)
-    assert outcome_of(Panel(web, launch_path(call.ucid)).save()) == "queued"
+    assert outcome_of(panels.on(web).open(call.ucid).save()) == "queued"
     assert not list(tmp_path.glob("audit.sqlite3*"))  # nothing went to SQLite
     exported = pg_app.test_cli_runner().invoke(args=["audit", "export", "--format", "jsonl"])
     assert exported.exit_code == 0, exported.output
@@ -153,11 +156,11 @@ def test_saves_are_recorded_in_postgresql_and_exported_by_the_cli(pg_app, simula
 
 
 def test_database_down_before_the_call_refuses_the_save_and_sends_nothing(
-    pg_app, simulator, postgres_server, pg_database
+    pg_app, simulator, postgres_server, pg_database, panels
 ):
     web = pg_app.test_client()
     call = simulator.start_call("agent1", DID)
-    panel = Panel(web, launch_path(call.ucid))
+    panel = panels.on(web).open(call.ucid)
     postgres_server.block(pg_database)
     try:
         response = panel.save()
@@ -177,7 +180,7 @@ def test_database_down_before_the_call_refuses_the_save_and_sends_nothing(
 
 
 def test_database_down_after_the_call_keeps_the_agents_answer(
-    pg_app, simulator, postgres_server, pg_database, caplog
+    pg_app, simulator, postgres_server, pg_database, caplog, panels
 ):
     """CloudAgent took the save, then the row cannot be completed: the agent still reads
     'queued', the row is logged at ERROR, and completed once the database is back."""
@@ -185,26 +188,23 @@ def test_database_down_after_the_call_keeps_the_agents_answer(
     web = pg_app.test_client()
     audit = pg_app.extensions["audit"]
     call = simulator.start_call("agent1", DID)
-    panel = Panel(web, launch_path(call.ucid))
-    simulator.add_fault("Set", "slow", delay=1.0)
+    panel = panels.on(web).open(call.ucid)
+    client = pg_app.extensions["cloudagent"]
+    set_disposition = client.set_disposition
 
-    def cut_when_recorded():
-        deadline = time.monotonic() + 10
-        while not list(audit.rows()) and time.monotonic() < deadline:
-            time.sleep(0.02)
+    def cut_after_the_call(**fields):
+        outcome = set_disposition(**fields)  # the row was written before: now the database goes
         postgres_server.block(pg_database)
+        return outcome
 
-    cutter = threading.Thread(target=cut_when_recorded)
-    cutter.start()
+    client.set_disposition = cut_after_the_call
     try:
         response = panel.save()
     finally:
-        cutter.join()
         postgres_server.unblock(pg_database)
+        client.set_disposition = set_disposition
     assert response.status_code == 200 and outcome_of(response) == "queued"
     assert "NOT completed" in caplog.text
-    deadline = time.monotonic() + 15
-    while audit.pending() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: not audit.pending(), timeout=120, what="the background completion")
     (row,) = audit.rows()
     assert row["outcome"] == "queued" and row["finished_at"] is not None

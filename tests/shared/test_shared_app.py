@@ -4,31 +4,25 @@ saying so, never a 500, never a mint, and never a row left 'unknown'."""
 
 import pytest
 
-from webapp import create_app
-from webapp.cloudagent.cache import RedisDispositionCache
-from webapp.cloudagent.tokens import RedisTokenStore
+from tests.helpers import DID, outcome_of
+from webapp.cloudagent import RedisDispositionCache, RedisTokenStore
 from webapp.ratelimit import RedisRateLimiter
-
-from ..conftest import DID, widget_env
-from ..test_panel import Panel, launch_path, outcome_of
 
 
 @pytest.fixture
-def shared_app(upstream, tmp_path, redis_url, pg_url):
-    app = create_app(
-        widget_env(upstream.url, tmp_path, WIDGET_REDIS_URL=redis_url, WIDGET_DATABASE_URL=pg_url)
-    )
+def shared_app(make_app, redis_url, pg_url):
+    app = make_app(WIDGET_REDIS_URL=redis_url, WIDGET_DATABASE_URL=pg_url)
     yield app
     app.extensions["audit"].close()
 
 
-def test_with_redis_set_every_shared_store_is_in_redis(shared_app, simulator, tmp_path):
+def test_with_redis_set_every_shared_store_is_in_redis(shared_app, simulator, tmp_path, panels):
     assert isinstance(shared_app.extensions["cloudagent"].token_store, RedisTokenStore)
     assert isinstance(shared_app.extensions["dispositions"], RedisDispositionCache)
     assert isinstance(shared_app.extensions["save_limiter"], RedisRateLimiter)
     web = shared_app.test_client()
     call = simulator.start_call("agent1", DID)
-    assert outcome_of(Panel(web, launch_path(call.ucid)).save()) == "queued"
+    assert outcome_of(panels.on(web).open(call.ucid).save()) == "queued"
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no SQLite file anywhere
     ready = web.get("/readyz")
     assert ready.status_code == 200, ready.json
@@ -41,16 +35,17 @@ def test_with_redis_set_every_shared_store_is_in_redis(shared_app, simulator, tm
 
 
 def test_two_apps_on_one_redis_share_the_token_the_list_and_the_limit(
-    upstream, simulator, tmp_path, redis_url
+    simulator, tmp_path, redis_url, panels, make_app
 ):
-    env = widget_env(upstream.url, tmp_path, WIDGET_REDIS_URL=redis_url)
-    one = create_app(env | {"WIDGET_DATA_DIR": str(tmp_path / "a")}).test_client()
-    two = create_app(
-        env | {"WIDGET_DATA_DIR": str(tmp_path / "b"), "WIDGET_SAVES_PER_MINUTE": "3"}
+    one = make_app(WIDGET_REDIS_URL=redis_url, WIDGET_DATA_DIR=str(tmp_path / "a")).test_client()
+    two = make_app(
+        WIDGET_REDIS_URL=redis_url,
+        WIDGET_DATA_DIR=str(tmp_path / "b"),
+        WIDGET_SAVES_PER_MINUTE="3",
     ).test_client()
     call = simulator.start_call("agent1", DID)
-    Panel(one, launch_path(call.ucid)).save()
-    panel = Panel(two, launch_path(call.ucid))
+    panels.on(one).open(call.ucid).save()
+    panel = panels.on(two).open(call.ucid)
     stats = simulator.stats()
     assert stats["requests"]["generateToken"] == 1  # the second app used the first's token
     assert stats["requests"]["get"] == 1  # and its disposition list
@@ -60,12 +55,12 @@ def test_two_apps_on_one_redis_share_the_token_the_list_and_the_limit(
 
 
 def test_redis_down_answers_unavailable_and_readiness_names_it(
-    upstream, simulator, tmp_path, down_redis_url
+    simulator, down_redis_url, panels, make_app
 ):
-    app = create_app(widget_env(upstream.url, tmp_path, WIDGET_REDIS_URL=down_redis_url))
+    app = make_app(WIDGET_REDIS_URL=down_redis_url)
     web = app.test_client()
     call = simulator.start_call("agent1", DID)
-    panel = Panel(web, launch_path(call.ucid))  # the list cannot be had: no token
+    panel = panels.on(web).open(call.ucid)  # the list cannot be had: no token
     assert panel.response.status_code == 200
     response = panel.save()
     assert response.status_code == 200 and outcome_of(response) == "unavailable"
@@ -85,10 +80,10 @@ def test_redis_down_answers_unavailable_and_readiness_names_it(
     }
 
 
-def test_the_redis_password_is_never_logged(upstream, tmp_path, redis_server, caplog, capfd):
+def test_the_redis_password_is_never_logged(redis_server, caplog, capfd, make_app):
     caplog.set_level("DEBUG")
     url = redis_server.url.replace("redis://", "redis://:n0t-the-password@")
-    app = create_app(widget_env(upstream.url, tmp_path, WIDGET_REDIS_URL=url))
+    app = make_app(WIDGET_REDIS_URL=url)
     app.test_client().get("/readyz")  # Redis refuses the AUTH: the probe fails
     text = caplog.text + capfd.readouterr().err
     assert "n0t-the-password" not in text

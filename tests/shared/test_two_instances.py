@@ -11,7 +11,6 @@ sharing one Redis and one PostgreSQL; CloudAgent is the simulator over loopback 
 """
 
 import json
-import logging
 import re
 import subprocess
 import threading
@@ -19,16 +18,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
-from webapp.simulator import Simulator
-from webapp.simulator.server import start_server
-
-from ..conftest import DID
-from ..gunicorn_server import ROOT, GunicornServer, server_env
-from ..test_panel import hidden, launch_path
-from ..test_races import UPSTREAM_AUTH_TEXTS, outcome, summary
-from .conftest import RedisServer
+from tests.helpers import (
+    DID,
+    ROOT,
+    UPSTREAM_AUTH_TEXTS,
+    all_at_once,
+    outcome_of,
+    summary,
+    wait_for,
+)
+from webapp.simulator import Simulator, start_server
 
 WORKERS = 4
 THREADS = 16
@@ -37,49 +37,39 @@ LATENCY = 0.05
 TROUBLE = re.compile(r"sign[ -]in|token|traceback", re.IGNORECASE)
 
 
-class Instance(GunicornServer):
-    """One instance: gunicorn serving wsgi:app as in production, ready when /readyz says so."""
-
-    def __init__(self, name, data_dir, env):
-        env = env | {"WIDGET_DATA_DIR": str(data_dir), "WIDGET_INSTANCE_NAME": name}
-        super().__init__(data_dir, env, name=name, workers=WORKERS, probe="/readyz")
-
-    def wait_ready(self, timeout=40.0):
-        super().wait_ready(timeout)
-
-
 class Cluster:
-    def __init__(self, tmp, redis, database_url):
+    """The simulator in this process, and two instances (gunicorn serving wsgi:app as in
+    production, ready when /readyz says so) sharing one Redis and one PostgreSQL."""
+
+    def __init__(self, production_server, redis, database_url):
         self.redis = redis
-        self.database_url = database_url
         self.sim = Simulator(latency=LATENCY)
         self.upstream = start_server(self.sim)
-        env = server_env(
-            self.upstream.url,
-            tmp,
+        shared = dict(
+            workers=WORKERS,
+            probe="/readyz",
             WIDGET_WORKERS=str(WORKERS),
             WIDGET_THREADS=str(THREADS),
             WIDGET_SAVES_PER_MINUTE="10000",  # one agent makes hundreds of saves here
             WIDGET_REDIS_URL=redis.url,
             WIDGET_DATABASE_URL=database_url,
         )
-        self.env = env
-        self.instances = []
-        for name in ("widget-a", "widget-b"):
-            self.instances.append(Instance(name, tmp / name, env))
-        for instance in self.instances:
-            instance.wait_ready()
-        self.sent = {}  # request id -> instance name, for every save posted
-        self._ids = iter(range(10**9))
-        self._lock = threading.Lock()
+        try:
+            self.instances = [
+                production_server(self.upstream.url, name=name, WIDGET_INSTANCE_NAME=name, **shared)
+                for name in ("widget-a", "widget-b")
+            ]
+        except BaseException:
+            self.upstream.stop()
+            raise
+
+    @property
+    def sent(self):
+        """Request id -> the instance that was sent the save, for every save posted."""
+        return {rid: name for instance in self.instances for rid, name in instance.sent.items()}
 
     def log(self):
         return "\n".join(instance.log() for instance in self.instances)
-
-    def stop(self):
-        for instance in self.instances:
-            instance.stop()
-        self.upstream.stop()
 
     def open_panels(self, count):
         """`count` live calls, a panel for each, opened on the instances in turn."""
@@ -87,47 +77,26 @@ class Cluster:
 
         def open_one(i_call):
             i, call = i_call
-            instance = self.instances[i % 2]
-            response = requests.get(
-                instance.url + launch_path(call.ucid), headers={"Connection": "close"}, timeout=60
-            )
-            assert response.status_code == 200, f"{response.status_code}\n{self.log()}"
-            assert '<option value="Interested">' in response.text, "no disposition list"
-            fields = {}
-            for name in ("context", "csrf_token"):
-                match = hidden(response.text, name)
-                fields[name] = next(g for g in match.groups() if g is not None)
-            return fields
+            return self.instances[i % 2].open_panel(call.ucid)
 
         with ThreadPoolExecutor(32) as pool:
             return list(pool.map(open_one, enumerate(calls)))
 
     def save(self, panel, instance):
-        with self._lock:
-            request_id = f"test-save-{next(self._ids):06d}"
-            self.sent[request_id] = instance.name
-        return requests.post(
-            instance.url + "/disposition/save",
-            data=panel | {"disposition": "Interested", "comments": ""},
-            headers={"HX-Request": "true", "Connection": "close", "X-Request-ID": request_id},
-            timeout=60,
-        )
+        return instance.save(panel)
 
     def save_all_at_once(self, panels, done=None):
         """One save per panel, all released together, each panel saved on the instance that
         did *not* open it (a load balancer owes no stickiness)."""
-        barrier = threading.Barrier(len(panels))
 
         def save_one(i_panel):
             i, panel = i_panel
-            barrier.wait(timeout=60)
-            response = self.save(panel, self.instances[(i + 1) % 2])
+            response = self.instances[(i + 1) % 2].save(panel)
             if done is not None:
                 done.append(1)
             return response
 
-        with ThreadPoolExecutor(len(panels)) as pool:
-            return list(pool.map(save_one, enumerate(panels)))
+        return all_at_once(save_one, enumerate(panels))
 
     def generate_token_requests(self):
         return self.sim.stats()["requests"]["generateToken"]
@@ -137,30 +106,13 @@ class Cluster:
             instance.check_workers_unchanged()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def quiet_simulator():
-    logger = logging.getLogger("werkzeug")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield
-    logger.setLevel(level)
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, postgres_server):
-    redis = RedisServer()  # this module's own: it gets killed and restarted
-    running = None
-    try:
-        running = Cluster(
-            tmp_path_factory.mktemp("two-instances"),
-            redis,
-            postgres_server.url(postgres_server.create_database()),
-        )
-        yield running
-    finally:
-        if running is not None:
-            running.stop()
-        redis.stop()
+def cluster(production_server, own_redis_server, postgres_server, quiet_werkzeug):
+    # Its own Redis: the tests kill and restart it.
+    database = postgres_server.url(postgres_server.create_database())
+    running = Cluster(production_server, own_redis_server, database)
+    yield running
+    running.upstream.stop()
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +127,7 @@ def problems_of(responses, *, allowed=("queued",)):
     errors = [r for r in responses if r.status_code >= 500]
     if errors:
         problems.append(f"{len(errors)} answered 5xx")
-    wrong = [r for r in responses if r.status_code != 200 or outcome(r) not in allowed]
+    wrong = [r for r in responses if r.status_code != 200 or outcome_of(r) not in allowed]
     if wrong:
         problems.append(f"{len(wrong)} not answered 200 with an outcome in {allowed}")
     troubled = [
@@ -194,7 +146,7 @@ def problems_of(responses, *, allowed=("queued",)):
 def _warm_up(cluster, panels):
     for i, instance in enumerate(cluster.instances):
         response = cluster.save(panels[i], instance)
-        assert outcome(response) == "queued", f"{response.text[:300]}\n{cluster.log()}"
+        assert outcome_of(response) == "queued", f"{response.text[:300]}\n{cluster.log()}"
 
 
 def test_an_expired_token_costs_one_mint_for_400_saves_on_two_instances(cluster, panels):
@@ -229,21 +181,19 @@ def test_redis_restarted_mid_burst_no_auth_error_and_saves_resume(cluster, panel
     burst = threading.Thread(target=lambda: during.extend(cluster.save_all_at_once(panels, done)))
     burst.start()
     try:
-        deadline = time.monotonic() + 30
-        while len(done) < SAVES // 4 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_for(lambda: len(done) >= SAVES // 4, timeout=300, what="a quarter of the burst")
         cluster.redis.kill()  # as in a crash
         answered_at_kill = len(done)
         time.sleep(0.3)
     finally:
         cluster.redis.start()
         answered_at_restart = len(done)
-        burst.join(timeout=120)
+        burst.join(timeout=600)
         cluster.sim.set_latency(LATENCY)
     after = cluster.save_all_at_once(panels)  # Redis is back: every save must go through
 
     problems = problems_of(during, allowed=("queued", "unavailable"))
-    unavailable = [r for r in during if outcome(r) == "unavailable"]
+    unavailable = [r for r in during if outcome_of(r) == "unavailable"]
     if any("shared store is unreachable" not in r.text for r in unavailable):
         problems.append("an 'unavailable' answer that does not name the shared store")
     if not 0 < answered_at_kill < SAVES:
@@ -282,7 +232,7 @@ def test_an_emptied_redis_costs_exactly_one_mint_for_400_saves(cluster, panels):
 
 
 def test_the_audit_rows_of_both_instances_are_in_one_table_and_exported(cluster):
-    env = cluster.env | {"WIDGET_DATA_DIR": str(cluster.instances[0].env["WIDGET_DATA_DIR"])}
+    env = cluster.instances[0].env
     done = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "flask"), "--app", "wsgi", "audit", "export",
          "--format", "jsonl"],
@@ -290,7 +240,7 @@ def test_the_audit_rows_of_both_instances_are_in_one_table_and_exported(cluster)
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
         check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

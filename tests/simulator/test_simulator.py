@@ -7,18 +7,16 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
+from tests.helpers import DOCUMENTED_RESPONSES
 from webapp.simulator import Simulator, create_app
 from webapp.simulator import api as sim_api
 
-CASES = json.loads((Path(__file__).parent / "data" / "cloudagent_responses.json").read_text())[
-    "cases"
-]
+CASES = DOCUMENTED_RESPONSES
 
 TOKEN_URL = "/ca_apis/CAToken/generateToken"
 DISPOSITION_URL = "/ca_apis/DispositionAPIV2"

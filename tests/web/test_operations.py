@@ -5,12 +5,7 @@ import json
 import logging
 import re
 
-import pytest
-
-from webapp import create_app
-
-from .conftest import CRM_ORIGIN, DID, widget_env
-from .test_panel import Panel, launch_path, outcome_of
+from tests.helpers import CRM_ORIGIN, DID, outcome_of
 
 
 def test_healthz_and_readyz(web):
@@ -39,9 +34,9 @@ def request_lines(caplog):
     return [r.fields for r in caplog.records if r.name == "webapp.request"]
 
 
-def test_one_structured_line_per_request_with_its_id_and_upstream_calls(web, call, caplog):
+def test_one_structured_line_per_request_with_its_id_and_upstream_calls(web, call, caplog, panels):
     caplog.set_level(logging.INFO)
-    panel = Panel(web, launch_path(call.ucid))
+    panel = panels.open(call.ucid)
     response = panel.save(comments="hello")
     (opened, saved) = request_lines(caplog)
     assert opened["path"] == "/disposition" and opened["status"] == 200
@@ -64,23 +59,18 @@ def test_a_request_id_from_the_load_balancer_is_kept(web, caplog):
     assert bad.headers["X-Request-ID"] != "<script>"
 
 
-def test_log_records_are_json_lines(app, call, capfd):
-    Panel(app.test_client(), launch_path(call.ucid)).save()
+def test_log_records_are_json_lines(app, call, capfd, panels):
+    panels.on(app.test_client()).open(call.ucid).save()
     lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
     records = [json.loads(line) for line in lines]
     assert any(r["logger"] == "webapp.request" and r.get("request_id") for r in records)
 
 
-@pytest.fixture
-def call(simulator):
-    return simulator.start_call("agent1", DID)
-
-
-def test_saves_are_rate_limited_per_agent(upstream, tmp_path, simulator):
-    app = create_app(widget_env(upstream.url, tmp_path, WIDGET_SAVES_PER_MINUTE="3"))
+def test_saves_are_rate_limited_per_agent(simulator, panels, make_app):
+    app = make_app(WIDGET_SAVES_PER_MINUTE="3")
     web = app.test_client()
-    mine = Panel(web, launch_path(simulator.start_call("agent1", DID).ucid))
-    other = Panel(web, launch_path(simulator.start_call("agent2", DID).ucid, agent="agent2"))
+    mine = panels.on(web).open(simulator.start_call("agent1", DID).ucid)
+    other = panels.on(web).open(simulator.start_call("agent2", DID).ucid, agent="agent2")
     assert [outcome_of(mine.save()) for _ in range(3)] == ["queued"] * 3
     limited = mine.save()
     assert limited.status_code == 429 and outcome_of(limited) == "unavailable"
@@ -90,8 +80,8 @@ def test_saves_are_rate_limited_per_agent(upstream, tmp_path, simulator):
     assert simulator.stats()["requests"]["Set"] == 4
 
 
-def test_an_oversized_body_is_refused(web, call):
-    panel = Panel(web, launch_path(call.ucid))
+def test_an_oversized_body_is_refused(web, call, panels):
+    panel = panels.open(call.ucid)
     response = panel.save(comments="x" * 20_000)
     assert response.status_code == 413
     assert outcome_of(response) == "invalid"
@@ -103,8 +93,8 @@ SECURITY = {
 }
 
 
-def test_security_headers_on_every_kind_of_response(web, call, simulator):
-    panel = Panel(web, launch_path(call.ucid))
+def test_security_headers_on_every_kind_of_response(web, call, simulator, panels):
+    panel = panels.open(call.ucid)
     asset = re.search(r'src="(/assets/[^"]+)"', panel.html).group(1)
     responses = {
         "page": panel.response,
@@ -132,9 +122,9 @@ def test_security_headers_on_every_kind_of_response(web, call, simulator):
         response.close()
 
 
-def test_an_unexpected_error_is_a_clean_500_and_logged(app, call, caplog, monkeypatch):
+def test_an_unexpected_error_is_a_clean_500_and_logged(app, call, caplog, monkeypatch, panels):
     web = app.test_client()
-    panel = Panel(web, launch_path(call.ucid))
+    panel = panels.on(web).open(call.ucid)
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")

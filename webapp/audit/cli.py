@@ -12,7 +12,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .audit import COLUMNS, AuditLog
+from .log import AuditLog
+from .schema import COLUMNS
 
 FORMATS = ("table", "csv", "jsonl")
 

@@ -1,7 +1,7 @@
 """Group commit: concurrent SQLite writes of a process committed together, by one of the
 threads that asked for them.
 
-Every audit write takes the host's write lock (webapp.writelock). When each request thread
+Every audit write takes the host's write lock (webapp.audit.writelock). When each request thread
 wrote on its own, a thread holding the lock could wait milliseconds for the GIL before it
 got to commit, and the threads behind it queued: at 200 agents saving, an audit write took
 p50 3.5 ms but p90 63 ms and p99 over 170 ms. A writer thread of its own (tried next) cut the

@@ -2,15 +2,10 @@
 
 A row starts with the outcome `unknown`, so a process killed mid-call leaves a row that says
 so. Credentials never enter it: only what the agent chose and what CloudAgent answered.
-SQLAlchemy Core keeps the schema engine-neutral: SQLite under WIDGET_DATA_DIR by default,
-PostgreSQL (psycopg) when WIDGET_DATABASE_URL names one, shared by every instance. SQLite
-takes one writer at a time across the host (webapp.writelock); a process's concurrent writes
-are committed together (webapp.groupcommit).
-
-The schema carries a version (table `schema_version`, row `audit`). At start-up the tables
-are created if missing and migrated step by step (MIGRATIONS) if older, under a lock (a
-PostgreSQL advisory lock; SQLite's write lock), so instances starting together do it once.
-A schema newer than this code stops start-up: an old release must not write to it.
+SQLAlchemy Core keeps the schema (webapp.audit.schema) engine-neutral: SQLite under
+WIDGET_DATA_DIR by default, PostgreSQL (psycopg) when WIDGET_DATABASE_URL names one, shared by
+every instance. SQLite takes one writer at a time across the host (webapp.audit.writelock);
+a process's concurrent writes are committed together (webapp.audit.groupcommit).
 
 Failures: begin() raises AuditUnavailable, so no save reaches CloudAgent unrecorded; finish()
 never raises (the agent's answer matters more): it logs the row loudly, and keeps retrying
@@ -28,65 +23,26 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
     Connection,
     Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
     bindparam,
     create_engine,
     event,
     func,
     insert,
-    inspect,
     select,
-    text,
     update,
 )
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import SQLAlchemyError
 
-from .cloudagent.tokens import enable_wal
-from .config import ConfigError
 from .groupcommit import GroupCommit
+from .schema import TEXT_LIMIT, prepare_schema, saves, short_error
+from .sqlite import sqlite_pragmas
 from .writelock import WriteLock
 
 log = logging.getLogger("webapp.audit")
 
 UNKNOWN = "unknown"
-TEXT_LIMIT = 500  # characters of upstream text kept
-
-metadata = MetaData()
-saves = Table(
-    "saves",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("started_at", Float, nullable=False),
-    Column("finished_at", Float),
-    Column("request_id", String(64)),
-    Column("agent", String(64), nullable=False),
-    Column("ucid", String(64), nullable=False),
-    Column("did", String(64), nullable=False),
-    Column("disposition", String(250), nullable=False),
-    Column("pause", Boolean, nullable=False),
-    Column("pause_reason", String(100)),
-    Column("outcome", String(32), nullable=False),
-    Column("reason", String(32)),
-    Column("upstream_status", String(64)),
-    Column("upstream_text", String(TEXT_LIMIT)),
-    Column("latency_ms", Float),
-    Column("instance", String(64)),  # schema 2: which instance served the save
-    Index("ix_saves_ucid", "ucid"),
-    Index("ix_saves_agent_started", "agent", "started_at"),
-    Index("ix_saves_started", "started_at"),
-)
-
-COLUMNS = [column.name for column in saves.columns]
 
 # The hot path's statements, built once: building them per save (`.values(**row)`, fresh
 # bind parameters) cost SQLAlchemy more CPU than SQLite spent running them.
@@ -107,31 +63,11 @@ _LAST_UNKNOWN = (
     .limit(1)
 )
 
-schema_version = Table(
-    "schema_version",
-    metadata,
-    Column("name", String(32), primary_key=True),
-    Column("version", Integer, nullable=False),
-)
-
-SCHEMA_VERSION = 2
-# MIGRATIONS[n] brings a schema at version n - 1 to version n, inside the start-up transaction.
-# A database made before versioning (a `saves` table, no version row) is version 1.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    2: lambda conn: conn.execute(text("ALTER TABLE saves ADD COLUMN instance VARCHAR(64)")),
-}
-PG_LOCK_ID = 0x7769_6467_6175_6474  # pg_advisory_xact_lock key for start-up migrations
 RETRY_PENDING_FOR = 600.0  # seconds finish() keeps retrying a row the database refused
 
 
 class AuditUnavailable(Exception):
     """The audit log cannot be written: the save must not go ahead."""
-
-
-class SchemaError(ConfigError):
-    """The audit database's schema is newer than this code knows, or the database cannot be
-    reached at start-up: start-up stops with one line (a ConfigError, which create_app
-    prefixes with the variable to look at)."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +114,7 @@ class AuditLog:
         if self.engine.dialect.name == "sqlite":
             database = Path(self.engine.url.database or ".")
             database.parent.mkdir(parents=True, exist_ok=True)
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", sqlite_pragmas)
             lock = WriteLock(database.with_name(database.name + ".lock"))
             self._group = GroupCommit(self.engine, lock.held)
         prepare_schema(url)
@@ -223,7 +159,9 @@ class AuditLog:
                 self._write(lambda conn: conn.execute(_BEGIN, values).inserted_primary_key[0])
             )
         except (SQLAlchemyError, OSError) as error:  # OSError: the host's write lock
-            log.error("audit log unreachable (%s): save refused before CloudAgent", _short(error))
+            log.error(
+                "audit log unreachable (%s): save refused before CloudAgent", short_error(error)
+            )
             raise AuditUnavailable(str(error)) from error
 
     def finish(
@@ -251,7 +189,7 @@ class AuditLog:
         except (SQLAlchemyError, OSError) as error:
             log.error(
                 "audit log unreachable (%s): row %s NOT completed yet, retrying; the row: %s",
-                _short(error),
+                short_error(error),
                 entry_id,
                 values,
             )
@@ -320,7 +258,9 @@ class AuditLog:
                 return row.disposition if row is not None and row.outcome == UNKNOWN else None
         except SQLAlchemyError as error:
             # CloudAgent has answered: report its answer as is rather than fail.
-            log.error("audit log unreachable (%s): earlier attempts not consulted", _short(error))
+            log.error(
+                "audit log unreachable (%s): earlier attempts not consulted", short_error(error)
+            )
             return None
 
     def rows(
@@ -347,90 +287,3 @@ class AuditLog:
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 yield dict(row._mapping)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets every worker write while others read; NORMAL sync survives a process crash.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
-    enable_wal(cursor)
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def _short(error: Exception) -> str:
-    """The first line of a database error: the driver's text, without the SQL statement."""
-    return str(getattr(error, "orig", None) or error).strip().splitlines()[0][:300]
-
-
-def _migration_engine(url: str) -> Engine:
-    """An engine for the start-up transaction. SQLite: real transactions (DDL included) that
-    start with BEGIN IMMEDIATE, so processes starting together take turns."""
-    engine = create_engine(url, poolclass=NullPool)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below count
-            _sqlite_pragmas(dbapi_connection, _record)
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
-def prepare_schema(url: str, wait: float = 10.0) -> int:
-    """Create the tables, or migrate them to SCHEMA_VERSION; return the version found.
-
-    A database that does not answer is waited for up to `wait` seconds (instances and the
-    database often start together), then start-up stops with SchemaError."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return _prepare_schema(url)
-        except OperationalError as error:
-            if time.monotonic() >= deadline:
-                where = create_engine(url).url.render_as_string(hide_password=True)
-                raise SchemaError(
-                    f"the audit database {where} cannot be used: {_short(error)}"
-                ) from error
-            log.warning("audit database not ready (%s), waiting", _short(error))
-            time.sleep(1.0)
-
-
-def _prepare_schema(url: str) -> int:
-    engine = _migration_engine(url)
-    try:
-        with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_ID})
-            had_saves = inspect(conn).has_table("saves")
-            schema_version.create(conn, checkfirst=True)
-            found = conn.execute(
-                select(schema_version.c.version).where(schema_version.c.name == "audit")
-            ).scalar()
-            if found is None:
-                # No version row: a database from before versioning (1), or a new one.
-                found = 1 if had_saves else SCHEMA_VERSION
-                conn.execute(insert(schema_version).values(name="audit", version=found))
-            if found > SCHEMA_VERSION:
-                raise SchemaError(
-                    f"the audit database is at schema version {found}, newer than this "
-                    f"release knows ({SCHEMA_VERSION}): upgrade the service"
-                )
-            if not had_saves:
-                saves.create(conn)  # at the current version: nothing to migrate
-            else:
-                for version in range(found + 1, SCHEMA_VERSION + 1):
-                    MIGRATIONS[version](conn)
-                    log.warning("audit log schema migrated to version %d", version)
-            conn.execute(
-                update(schema_version)
-                .where(schema_version.c.name == "audit")
-                .values(version=SCHEMA_VERSION)
-            )
-        return found
-    finally:
-        engine.dispose()

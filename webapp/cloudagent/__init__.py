@@ -1,19 +1,35 @@
-"""Client for Ozonetel CloudAgent's Generate Token and Disposition APIs (no Flask here)."""
+"""Client for Ozonetel CloudAgent's Generate Token and Disposition APIs (no Flask here).
 
-from .cache import DispositionCache
+The names below are the library's public interface: the app imports nothing else from it
+(tests/cloudagent/test_exported_members.py holds both sides to that).
+"""
+
+from .cache import LIST_RETRY_AFTER, DispositionCache, RedisDispositionCache
 from .client import CloudAgentClient, DispositionList, make_session
 from .outcomes import (
     ALREADY_DISPOSED,
+    DISPOSITION_MAX,
     QUEUED,
     REJECTED,
     SAVED,
     UNAVAILABLE,
     Outcome,
 )
-from .tokens import SqliteTokenStore, Token, TokenStore
+from .tokens import (
+    MintBudgetExhausted,
+    MintFailed,
+    RedisTokenStore,
+    SqliteTokenStore,
+    StoreUnavailable,
+    Token,
+    TokenStore,
+    account_key,
+)
 
 __all__ = [
     "ALREADY_DISPOSED",
+    "DISPOSITION_MAX",
+    "LIST_RETRY_AFTER",
     "QUEUED",
     "REJECTED",
     "SAVED",
@@ -21,9 +37,15 @@ __all__ = [
     "CloudAgentClient",
     "DispositionCache",
     "DispositionList",
+    "MintBudgetExhausted",
+    "MintFailed",
     "Outcome",
+    "RedisDispositionCache",
+    "RedisTokenStore",
     "SqliteTokenStore",
+    "StoreUnavailable",
     "Token",
     "TokenStore",
+    "account_key",
     "make_session",
 ]

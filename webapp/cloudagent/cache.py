@@ -25,9 +25,11 @@ from redis.exceptions import RedisError
 from .client import DispositionList
 from .tokens import StoreUnavailable, account_key
 
+__all__ = ["LIST_RETRY_AFTER", "DispositionCache", "RedisDispositionCache"]
+
 log = logging.getLogger("webapp.cloudagent")
 
-RETRY_AFTER = 30.0  # seconds between refresh attempts while refreshes fail
+LIST_RETRY_AFTER = 30.0  # seconds between refresh attempts while a list fails to load
 Fetch = Callable[[str, str, str], DispositionList]
 
 
@@ -102,7 +104,7 @@ class DispositionCache:
             else:
                 entry.refreshing = False
                 # Try again after a short pause, not on every panel load while CloudAgent is down.
-                entry.loaded_at = self.clock() - self.ttl + min(self.ttl, RETRY_AFTER)
+                entry.loaded_at = self.clock() - self.ttl + min(self.ttl, LIST_RETRY_AFTER)
                 if result is not None:
                     log.warning(
                         "dispositions refresh for did %s failed (%s); serving the stale list",
@@ -324,7 +326,7 @@ class RedisDispositionCache:
                 self._local[did] = _Local(result, self.clock(), self.monotonic())
             else:
                 local.refreshing = False
-                local.loaded_at = self.clock() - self.ttl + min(self.ttl, RETRY_AFTER)
+                local.loaded_at = self.clock() - self.ttl + min(self.ttl, LIST_RETRY_AFTER)
 
     def clear(self) -> None:
         with self._lock:

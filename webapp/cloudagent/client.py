@@ -35,6 +35,8 @@ from .tokens import (
     token_expiry,
 )
 
+__all__ = ["CloudAgentClient", "DispositionList", "make_session"]
+
 log = logging.getLogger("webapp.cloudagent")
 
 # Seconds without a new mint attempt after one that never reached CloudAgent, or that

@@ -12,6 +12,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = [
+    "ALREADY_DISPOSED",
+    "DISPOSITION_MAX",
+    "QUEUED",
+    "REJECTED",
+    "SAVED",
+    "UNAVAILABLE",
+    "Outcome",
+]
+
 QUEUED = "queued"
 SAVED = "saved"
 ALREADY_DISPOSED = "already_disposed"

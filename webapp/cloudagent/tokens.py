@@ -29,6 +29,17 @@ from typing import Protocol
 import redis
 from redis.exceptions import LockError, RedisError
 
+__all__ = [
+    "MintBudgetExhausted",
+    "MintFailed",
+    "RedisTokenStore",
+    "SqliteTokenStore",
+    "StoreUnavailable",
+    "Token",
+    "TokenStore",
+    "account_key",
+]
+
 log = logging.getLogger("webapp.cloudagent")
 
 TOKEN_LIFETIME = 3600.0  # CloudAgent's documented lifetime, used when a token's exp is unreadable
@@ -139,7 +150,7 @@ class SqliteTokenStore:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
             conn = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
-            enable_wal(conn, timeout=self.lock_timeout)
+            _enable_wal(conn, timeout=self.lock_timeout)
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -373,14 +384,13 @@ class RedisTokenStore:
         return token
 
 
-def enable_wal(conn: sqlite3.Connection | sqlite3.Cursor, timeout: float = 30.0) -> None:
-    """Put `conn`'s database in WAL mode, waiting up to `timeout` seconds for other processes.
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the store in WAL mode, waiting up to `timeout` seconds for other processes.
 
     The first switch of a new file needs an exclusive lock, and SQLite answers "database is
     locked" at once, without the busy timeout, to a process switching it at the same moment as
-    another: gunicorn's workers all open the stores as they boot on a new data folder, and one
-    that fails to boot makes gunicorn stop the whole server. A file already in WAL mode stays
-    so, and then the pragma takes no such lock."""
+    another: gunicorn's workers all open the store as they boot on a new data folder, and one
+    that fails to boot makes gunicorn stop the whole server."""
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -12,7 +12,7 @@ from wtforms import BooleanField, Field, StringField, TextAreaField
 from wtforms.csrf.core import CSRF
 from wtforms.validators import InputRequired, Length, ValidationError
 
-from .cloudagent.outcomes import DISPOSITION_MAX
+from ..cloudagent import DISPOSITION_MAX
 
 COMMENTS_MAX = 500
 # Characters CloudAgent is sent in free text: anything printable, plus line breaks and tabs.

@@ -9,9 +9,8 @@ from dataclasses import replace
 from flask import Blueprint, abort, current_app, g, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 
-from . import context
-from .audit import UNKNOWN, Attempt, AuditLog
-from .cloudagent import (
+from ..audit import UNKNOWN, Attempt, AuditLog, AuditUnavailable
+from ..cloudagent import (
     ALREADY_DISPOSED,
     SAVED,
     UNAVAILABLE,
@@ -19,10 +18,11 @@ from .cloudagent import (
     DispositionCache,
     Outcome,
 )
-from .config import Settings
+from ..config import Settings
+from ..web.logs import annotate
+from . import context
 from .forms import DispositionForm, csrf_token_for
 from .launch import Launch, LaunchError, verify
-from .logs import annotate
 
 log = logging.getLogger("webapp.panel")
 
@@ -248,3 +248,30 @@ def _after_lost_answer(outcome: Outcome, earlier: str | None, tried: str = "") -
         message=f"This call already has a disposition, most likely your earlier save of "
         f"“{earlier}”, whose answer was lost. Nothing was changed.",
     )
+
+
+@bp.app_errorhandler(AuditUnavailable)
+def audit_unavailable(error: AuditUnavailable) -> ResponseReturnValue:
+    """The audit log refused the row written before CloudAgent is called: nothing was sent,
+    and the agent is told so (503, the form kept) rather than saving without a trail."""
+    settings = _settings()
+    try:
+        call = context.read(
+            request.form.get("context", ""), settings.secret_key, settings.context_max_age
+        )
+    except context.ContextError:
+        call = None
+    if "log_fields" in g:
+        annotate(outcome=UNAVAILABLE, reason="audit_unavailable")
+    if not request.headers.get("HX-Request"):
+        return render_template("error.html", code=503, name="Service Unavailable"), 503
+    body = render_template(
+        "_outcome.html",
+        kind=UNAVAILABLE,
+        message="The service's audit log is unreachable, so nothing was sent to CloudAgent. "
+        "Save again in a moment.",
+        call=call,
+        reason="audit_unavailable",
+        disposition=request.form.get("disposition", ""),
+    )
+    return body, 503, {"Retry-After": "5"}

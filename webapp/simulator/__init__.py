@@ -5,6 +5,17 @@
 
 from .app import create_app
 from .faults import Fault
+from .server import ServerThread, SimulatorServer, serve_in_thread, start_server
 from .state import Account, Call, Simulator
 
-__all__ = ["Account", "Call", "Fault", "Simulator", "create_app"]
+__all__ = [
+    "Account",
+    "Call",
+    "Fault",
+    "ServerThread",
+    "Simulator",
+    "SimulatorServer",
+    "create_app",
+    "serve_in_thread",
+    "start_server",
+]

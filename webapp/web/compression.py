@@ -1,6 +1,6 @@
 """gzip for HTML and fragments: the panel page shrinks to about a third on the wire.
 
-Assets are compressed once at start-up (webapp.assets); pages here, per response. The pages
+Assets are compressed once at start-up (webapp.web.assets); pages here, per response. The pages
 hold no secret an attacker could probe by reflecting chosen text next to it (every launch
 parameter is signed), so compressing them does not open a BREACH-style leak.
 """

@@ -1,0 +1,371 @@
+"""Plain helpers shared by the test modules: constants, the settings the tests give the app,
+an opened panel, and the production server in a subprocess.
+
+Test modules import constants and pure functions from here (`DID`, `outcome_of`); anything
+bound to a fixture's app, client or server reaches them as a fixture from tests/conftest.py
+(`panels`, `make_app`, `production_server`), as Flask's tutorial hands out `AuthActions`.
+Functions that multiprocessing runs in spawned children live here too: a child imports them
+by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from bench.common import children, free_port
+from webapp.cloudagent import CloudAgentClient, RedisTokenStore, SqliteTokenStore
+from webapp.panel.launch import signed_query
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+# Every response of CloudAgent's API page, as data (the brief's table, restated).
+DOCUMENTED_RESPONSES = json.loads(
+    (ROOT / "tests" / "data" / "cloudagent_responses.json").read_text(encoding="utf-8")
+)["cases"]
+
+DID = "914071327663"
+LAUNCH_SECRET = "launch-secret-for-tests-0123456789"
+CRM_ORIGIN = "https://crm.example.com"
+# The smallest production configuration (no simulator, no demo mode).
+LIVE = {
+    "WIDGET_CLOUDAGENT_USERNAME": "acme",
+    "WIDGET_CLOUDAGENT_API_KEY": "k" * 32,
+    "WIDGET_SECRET_KEY": "s" * 32,
+    "WIDGET_LAUNCH_SECRET": "l" * 32,
+}
+# Seconds the app waits for CloudAgent's answer in tests that do not test that wait: wide, so
+# a busy machine never turns a normal answer into "CloudAgent did not answer in time". Tests
+# of a lost answer set a shorter one and make the simulator answer well after it.
+READ_TIMEOUT = 60
+# What CloudAgent says when it refuses our sign-in: never to be echoed to the agent.
+UPSTREAM_AUTH_TEXTS = (
+    "invalid token",
+    "token expired",
+    "token generation limit",
+    "invalid username or apikey",
+    "token should not be null",
+)
+
+
+# -- the app's settings -----------------------------------------------------------------------
+
+
+def widget_env(upstream_url: str, data_dir: str | os.PathLike, **extra: str) -> dict[str, str]:
+    """WIDGET_* settings of a production-like app talking to `upstream_url`, then `extra`."""
+    return {
+        "WIDGET_CLOUDAGENT_URL": upstream_url,
+        "WIDGET_CLOUDAGENT_USERNAME": "demo",
+        "WIDGET_CLOUDAGENT_API_KEY": "demo-api-key",
+        "WIDGET_SECRET_KEY": "secret-key-for-tests-0123456789",
+        "WIDGET_LAUNCH_SECRET": LAUNCH_SECRET,
+        "WIDGET_FRAME_ANCESTORS": CRM_ORIGIN,
+        "WIDGET_DATA_DIR": str(data_dir),
+        "WIDGET_CLOUDAGENT_CONNECT_TIMEOUT": "30",
+        "WIDGET_CLOUDAGENT_READ_TIMEOUT": str(READ_TIMEOUT),
+    } | extra
+
+
+def server_env(upstream_url: str, data_dir: str | os.PathLike, **settings: str) -> dict[str, str]:
+    """A production server's environment for the tests: this process's without its WIDGET_*
+    variables, the tests' widget settings for `upstream_url`, then `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
+    return env | widget_env(upstream_url, data_dir) | settings
+
+
+# -- the panel, as the CRM's iframe and htmx use it ---------------------------------------------
+
+
+def launch_path(ucid: str, agent: str = "agent1", did: str = DID, **extra: str) -> str:
+    """A signed launch link's path and query, as a CRM makes it now."""
+    query = signed_query({"ucid": ucid, "agentID": agent, "did": did} | extra, LAUNCH_SECRET)
+    return "/disposition?" + urlencode(query)
+
+
+def hidden(html: str, name: str) -> re.Match | None:
+    return re.search(rf'name="{name}"[^>]*value="([^"]*)"|value="([^"]*)"[^>]*name="{name}"', html)
+
+
+def hidden_value(html: str, name: str) -> str:
+    match = hidden(html, name)
+    assert match, f"no hidden {name} in the page:\n{html[:2000]}"
+    return next(g for g in match.groups() if g is not None)
+
+
+def outcome_of(response) -> str | None:
+    """The data-outcome of a save's answer (a Flask test response or a requests response)."""
+    text = response.get_data(as_text=True) if hasattr(response, "get_data") else response.text
+    match = re.search(r'data-outcome="([a-z_]+)"', text)
+    return match.group(1) if match else None
+
+
+class Panel:
+    """An opened panel on a Flask test client: its page, and what a save posts."""
+
+    def __init__(self, web, path: str) -> None:
+        self.web = web
+        self.response = web.get(path)
+        self.html = self.response.get_data(as_text=True)
+        assert "Set-Cookie" not in self.response.headers
+
+    def field(self, name: str) -> str:
+        return hidden_value(self.html, name)
+
+    def save(self, **fields):
+        form = {
+            "context": self.field("context"),
+            "csrf_token": self.field("csrf_token"),
+            "disposition": "Interested",
+            "comments": "",
+        } | fields
+        form = {k: v for k, v in form.items() if v is not None}
+        response = self.web.post("/disposition/save", data=form, headers={"HX-Request": "true"})
+        assert "Set-Cookie" not in response.headers
+        return response
+
+
+class Panels:
+    """Opens panels the way a CRM's iframe does, on a test client (the `panels` fixture)."""
+
+    def __init__(self, get_web: Callable[[], object]) -> None:
+        self._get_web = get_web  # called when first needed: a test may never use the default
+
+    def open(self, ucid: str, agent: str = "agent1", did: str = DID, **extra: str) -> Panel:
+        return Panel(self._get_web(), launch_path(ucid, agent, did, **extra))
+
+    def on(self, web) -> Panels:
+        """The same, on another app's test client."""
+        return Panels(lambda: web)
+
+
+# -- several processes --------------------------------------------------------------------------
+
+
+def save_many(url: str, store: str, ucid: str, did: str, calls: int) -> list[str]:
+    """One worker process (spawned): its own client and token store connection, `calls` saves
+    on 8 threads. `store` is a SQLite file, or a redis:// URL for the shared Redis store."""
+    if store.startswith("redis://"):
+        from webapp.stores import redis_client
+
+        token_store = RedisTokenStore(redis_client(store))
+    else:
+        token_store = SqliteTokenStore(store)
+    client = CloudAgentClient(
+        base_url=url,
+        username="demo",
+        api_key="demo-api-key",
+        token_store=token_store,
+        connect_timeout=30,
+        read_timeout=READ_TIMEOUT,
+    )
+
+    def save(i: int) -> str:
+        outcome = client.set_disposition(
+            agent_id="agent1", did=did, ucid=ucid, disposition="Interested", comments=f"#{i}"
+        )
+        return outcome.kind
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(save, range(calls)))
+
+
+def prepare_schema_in_child(url: str) -> int:
+    """The audit schema's start-up step, in a spawned process."""
+    from webapp.audit import prepare_schema
+
+    return prepare_schema(url)
+
+
+def all_at_once(work: Callable, items: Iterable, timeout: float = 120) -> list:
+    """`work(item)` for every item, each on its own thread, released together by a barrier."""
+    items = list(items)
+    barrier = threading.Barrier(len(items))
+
+    def one(item):
+        barrier.wait(timeout=timeout)
+        return work(item)
+
+    with ThreadPoolExecutor(len(items)) as pool:
+        return list(pool.map(one, items))
+
+
+class FakeFetch:
+    """A disposition-list fetch for the caches: answers `results` in turn (the last one from
+    then on) and counts its calls. With a `gate`, each call waits until the test opens it, so
+    a test decides what happens while a fetch is in flight instead of racing a sleep."""
+
+    def __init__(self, *results, gate: threading.Event | None = None) -> None:
+        self.results = list(results)
+        self.calls = 0
+        self.gate = gate
+        self.entered = threading.Event()  # a call has started
+        self.lock = threading.Lock()
+
+    def __call__(self, agent_id: str, did: str, ucid: str):
+        with self.lock:
+            self.calls += 1
+            result = self.results.pop(0) if len(self.results) > 1 else self.results[0]
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(300), "the test never opened the gate"
+        return result
+
+
+class Clock:
+    """A clock that moves only when a test says so."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
+    """Until `predicate()` holds. The deadline only stops a hung test: it returns as soon as
+    the condition holds, so a wide one costs nothing on a fast machine."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting{': ' + what if what else ''}"
+        time.sleep(0.005)
+
+
+def summary(responses: Iterable[requests.Response]) -> str:
+    """Counts of (status, outcome), and one sample body of each, for failure messages."""
+    counts: dict = {}
+    samples: dict = {}
+    for response in responses:
+        key = (response.status_code, outcome_of(response))
+        counts[key] = counts.get(key, 0) + 1
+        samples.setdefault(key, response.text[:400])
+    return f"counts={counts}\nsamples={samples}"
+
+
+class GunicornServer:
+    """gunicorn serving wsgi:app as in production, with `env` (WIDGET_BIND is set here)."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], *, name="gunicorn", workers=4,
+                 probe="/healthz") -> None:  # fmt: skip
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.expected_workers = workers
+        self.probe = probe
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = env | {"WIDGET_BIND": f"127.0.0.1:{port}"}
+        # A file, not a pipe: nobody reads while the test runs, and a full pipe would block.
+        self.log_path = data_dir / "gunicorn.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.workers: list[int] = []
+        self._ids = iter(range(10**9))
+        self._ids_lock = threading.Lock()
+        self.sent: dict[str, str] = {}  # request id -> this server's name, for every save
+
+    def log(self, lines: int = 40) -> str:
+        """The server's output for a failure message, condensed: gunicorn's own lines, the
+        service's warnings and errors, its mints and any 5xx, repeats counted, not the
+        thousands of per-request INFO lines."""
+        every = self.log_path.read_text(errors="replace").splitlines()
+        counts: dict[str, int] = {}
+        for line in every:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                key = line  # gunicorn's own, timestamped
+            else:
+                message = str(record.get("message"))
+                if record.get("level") == "INFO" and not (
+                    message.startswith("cloudagent: minted")
+                    or (message == "request" and int(record.get("status", 0)) >= 500)
+                ):
+                    continue
+                if message == "request":
+                    message = json.dumps(record)
+                key = f"{record.get('level')} {record.get('logger')}: {message}"
+            counts[key] = counts.get(key, 0) + 1
+        shown = [f"{n} x {key}" if n > 1 else key for key, n in counts.items()][-lines:]
+        return f"{self.name} output ({len(every)} lines), condensed:\n" + "\n".join(shown)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until the probe answers 200 and every worker has forked."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"{self.name} exited with {self.proc.returncode} during start-up:\n{self.log()}"
+                )
+            workers = children(self.proc.pid)
+            try:
+                ready = requests.get(self.url + self.probe, timeout=10).status_code == 200
+            except requests.RequestException:
+                ready = False
+            # The probe answers once one worker is up; wait for all of them to have forked.
+            if ready and len(workers) >= self.expected_workers:
+                self.workers = workers
+                return
+            time.sleep(0.1)
+        pytest.fail(
+            f"{self.name} not ready within {timeout:g} s (workers {children(self.proc.pid)}, "
+            f"{self.probe} failing or fewer than {self.expected_workers} workers):\n{self.log()}"
+        )
+
+    def open_panel(self, ucid: str, agent: str = "agent1") -> dict[str, str]:
+        """GET a panel as the iframe does; its context and CSRF token, for saves."""
+        response = requests.get(
+            self.url + launch_path(ucid, agent=agent), headers={"Connection": "close"}, timeout=300
+        )
+        assert response.status_code == 200, (
+            f"GET panel: {response.status_code} {response.text[:300]}\n{self.log()}"
+        )
+        assert '<option value="Interested">' in response.text, "the disposition list did not load"
+        return {name: hidden_value(response.text, name) for name in ("context", "csrf_token")}
+
+    def save(self, panel: dict[str, str], **fields: str) -> requests.Response:
+        """POST a save as htmx does, tagged with a request id this server remembers."""
+        with self._ids_lock:
+            request_id = f"test-save-{self.name}-{next(self._ids):06d}"
+            self.sent[request_id] = self.name
+        return requests.post(
+            self.url + "/disposition/save",
+            data=panel | {"disposition": "Interested", "comments": ""} | fields,
+            headers={"HX-Request": "true", "Connection": "close", "X-Request-ID": request_id},
+            timeout=300,
+        )
+
+    def check_workers_unchanged(self) -> None:
+        """No worker died, timed out or was replaced while the test ran."""
+        assert self.proc.poll() is None, f"{self.name} exited:\n{self.log()}"
+        assert children(self.proc.pid) == self.workers, (
+            f"worker pids changed from {self.workers} to {children(self.proc.pid)}:\n{self.log()}"
+        )
+
+    def stop(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=25)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+        finally:
+            self._log.close()
