@@ -182,6 +182,21 @@ def test_what_a_save_sends(canned, httpserver):
     assert "apiKey" not in req.headers
 
 
+def test_a_callback_time_is_sent_only_when_given_and_only_in_cloudagents_form(canned, httpserver):
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_json(CASES[4]["body"])
+    args = dict(agent_id="a1", did="d1", ucid="u1", disposition="Call back later")
+    canned.set_disposition(**args, callback_time="2026-11-29 10:30")
+    canned.set_disposition(**args)
+    with_time, without = sent(httpserver)
+    assert with_time["callBackTime"] == "2026-11-29 10:30"
+    assert "callBackTime" not in without
+    for wrong in ("2026-11-29T10:30", "2026-11-29 10:30:00", "tomorrow", " 2026-11-29 10:30",
+                  "٢٠٢٦-11-29 10:30"):  # fmt: skip
+        with pytest.raises(ValueError, match="YYYY-MM-DD HH:MM"):
+            canned.set_disposition(**args, callback_time=wrong)
+    assert len(sent(httpserver)) == 2  # nothing sent for a malformed one
+
+
 def test_what_a_get_sends(canned, httpserver):
     httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_json(
         {"status": "Success", "details": ["A"]}

@@ -93,6 +93,13 @@ def test_status_is_read_in_any_case():
     )
 
 
+def test_a_refused_callback_time_is_the_agents_to_change():
+    """Assumed (docs/cloudagent.md): the refusal names callBackTime."""
+    outcome = set_outcome(parse_reply(200, '{"details":"Invalid callBackTime","status":"Fail"}'))
+    assert (outcome.kind, outcome.reason) == (REJECTED, "input")
+    assert "callback time" in outcome.message and "callBackTime" not in outcome.message
+
+
 def test_an_unknown_refusal_is_rejected_and_keeps_the_upstream_text_for_the_log():
     outcome = refusal_outcome(
         parse_reply(200, '{"status":"Fail","details":"<b>Campaign closed</b>"}')

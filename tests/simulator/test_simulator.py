@@ -22,6 +22,7 @@ TOKEN_URL = "/ca_apis/CAToken/generateToken"
 DISPOSITION_URL = "/ca_apis/DispositionAPIV2"
 USER, API_KEY = "demo", "demo-api-key"
 DID, OTHER_DID = "914071327663", "918069000000"
+SUPPORT_DID = "918069100000"  # the demo account's DID with a long list of its own
 START = 1_700_000_000.0
 
 
@@ -456,6 +457,41 @@ def test_did_must_match_the_call(env: Env) -> None:
     }
 
 
+def test_a_did_with_a_list_of_its_own_lists_and_takes_only_those(env: Env) -> None:
+    support = env.sim.accounts[USER].did_dispositions[SUPPORT_DID]
+    answer = env.post({"action": "get", "userName": USER, "did": SUPPORT_DID}, env.bearer())
+    assert answer == {"status": "Success", "details": support}
+    assert len(support) == 60 and len(set(support)) == 60
+    call = env.sim.start_call("agent1", SUPPORT_DID)
+    headers = env.bearer()
+    body = set_body(call.ucid, did=SUPPORT_DID, disposition="Refund initiated")
+    assert env.post(body, headers)["status"] == "Success"
+    other = env.sim.start_call("agent1", DID)
+    body = set_body(other.ucid, disposition="Refund initiated")  # not on this DID's list
+    assert env.post(body, headers) == {"details": "Invalid Disposition", "status": "Fail"}
+
+
+@pytest.mark.parametrize("value", ["2026-11-29 10:30", "2027-01-01 00:00", ""])
+def test_a_callback_time_in_cloudagents_form_is_taken_and_kept(env: Env, value: str) -> None:
+    headers, body = live_call(env, disposition="Call back later", callBackTime=value)
+    assert env.post(body, headers)["message"] == "Disposition Queued Successfully"
+    (attempt,) = env.sim.get_call(body["ucid"]).attempts
+    assert attempt.sent["callBackTime"] == value and attempt.request.callback_time == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-11-29T10:30", "2026-11-29 10:30:00", "29-11-2026 10:30", "2026-02-30 10:30",
+     "2026-11-29 25:00", "tomorrow", "2026-11-29 10:30 ", "２０２６-11-29 10:30"],
+)  # fmt: skip
+def test_a_malformed_callback_time_is_refused_and_nothing_is_set(env: Env, value: str) -> None:
+    """Assumed (docs/cloudagent.md): CloudAgent refuses a callBackTime not in its format."""
+    headers, body = live_call(env, disposition="Call back later", callBackTime=value)
+    assert env.post(body, headers) == {"details": "Invalid callBackTime", "status": "Fail"}
+    call = env.sim.get_call(body["ucid"])
+    assert call.queued is None and call.attempts[0].outcome == "Invalid callBackTime"
+
+
 def test_numeric_values_are_read_as_text(env: Env) -> None:
     call = env.sim.start_call("agent1", DID, ucid="1234567890123456")
     body = set_body(1234567890123456, did=int(DID), pauseAfterDispose=False)
@@ -732,3 +768,4 @@ def test_main_runs_threaded_server(
     assert served["app"].extensions["simulator"].latency == 0.1
     out = capsys.readouterr().out
     assert "http://127.0.0.1:9001" in out and "demo-api-key" in out
+    assert SUPPORT_DID in out

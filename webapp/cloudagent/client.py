@@ -48,6 +48,8 @@ FAILURE_HOLD = 60.0  # any other failed mint: at most one attempt a minute while
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{8,4096}")
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"  # noqa: S105
 DISPOSITION_PATH = "/ca_apis/DispositionAPIV2"
+# callBackTime as CloudAgent reads it (ASCII digits: \d would take other scripts' digits too).
+CALLBACK_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,14 @@ class CloudAgentClient:
         comments: str = "",
         pause: bool = False,
         pause_reason: str = "",
+        callback_time: str = "",
     ) -> Outcome:
-        """Set the call's disposition (action=Set). Never retried after it may have been sent."""
+        """Set the call's disposition (action=Set). Never retried after it may have been sent.
+
+        `callback_time` is CloudAgent's `callBackTime`, `YYYY-MM-DD HH:MM` in the account's
+        zone, for dispositions with callbacks; sent only when given."""
+        if callback_time and not CALLBACK_TIME.fullmatch(callback_time):
+            raise ValueError(f"callback_time must be YYYY-MM-DD HH:MM, got {callback_time!r}")
         body = self._body("Set", agent_id, did, ucid)
         body["disposition"] = disposition
         body["comments"] = comments
@@ -178,6 +186,8 @@ class CloudAgentClient:
         body["pauseAfterDispose"] = "true" if pause else "false"
         if pause:
             body["pauseReason"] = pause_reason
+        if callback_time:
+            body["callBackTime"] = callback_time
         reply = self._call("Set", body)
         return reply if isinstance(reply, Outcome) else set_outcome(reply)
 

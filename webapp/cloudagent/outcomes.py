@@ -120,6 +120,8 @@ _KNOWN: tuple[tuple[str, str, str, str], ...] = (
      "Choose a pause reason, or untick Pause after this call."),
     ("pausereason is invalid", REJECTED, "input",
      "CloudAgent does not accept that pause reason. Choose another one."),
+    ("callbacktime", REJECTED, "input",
+     "CloudAgent does not accept that callback time. Choose another one."),
     ("unable to dispose", UNAVAILABLE, "busy",
      "CloudAgent could not take the disposition just now. Save again in a moment."),
 )  # fmt: skip

@@ -7,7 +7,7 @@ import argparse
 from werkzeug.serving import run_simple
 
 from .app import create_app
-from .state import DEMO_API_KEY, DEMO_USERNAME, Simulator
+from .state import DEMO_API_KEY, DEMO_USERNAME, SUPPORT_DID, Simulator
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     sim = Simulator(latency=args.latency, wrapup_seconds=args.wrapup_seconds)
     print(f"CloudAgent simulator on http://{args.host}:{args.port}")
     print(f"  userName={DEMO_USERNAME}  apiKey={DEMO_API_KEY}  agents=agent1..agent3")
-    print("  DIDs=914071327663, 918069000000  control API under /sim/")
+    print(f"  DIDs=914071327663, 918069000000, {SUPPORT_DID} (a long list)")
+    print("  control API under /sim/")
     # Threaded so the latency setting delays requests without serialising them.
     run_simple(args.host, args.port, create_app(sim), threaded=True)
 

@@ -7,7 +7,9 @@ as CloudAgent sends them; only a body that is not a JSON object gets a 400.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from .state import Account, Call, DispositionRequest, Outcome, SetAttempt, Simulator
@@ -44,6 +46,7 @@ _SET_FIELDS = (
     "pauseAfterDispose",
     "pauseReason",
     "autoRelease",
+    "callBackTime",
 )
 
 _OUTCOME_BODIES: dict[Outcome, Body] = {
@@ -108,7 +111,8 @@ def disposition(sim: Simulator, headers: Mapping[str, str], body: object) -> Res
     if kind == "other":
         return 200, _fail_message("Invalid Action")
     if kind == "get":
-        return 200, {"status": "Success", "details": list(account.dispositions)}
+        names = account.dispositions_for(_field(body, "did") or "")
+        return 200, {"status": "Success", "details": list(names)}
     return 200, _set(sim, account, body)
 
 
@@ -202,6 +206,7 @@ def _disposition_request(agent_id: str, body: Mapping[str, Any]) -> DispositionR
         # Absent means true upstream; we treat an empty value the same way.
         pause_after_dispose=not pause or pause.lower() == "true",
         pause_reason=_field(body, "pauseReason") or "",
+        callback_time=_field(body, "callBackTime") or "",
     )
 
 
@@ -214,11 +219,25 @@ def _reject_set(
         return _fail_message("Invalid Disposition")
     if not request.disposition:
         return _fail_details("Empty disposition code")
-    if request.disposition not in account.dispositions:
+    if request.disposition not in account.dispositions_for(call.did):
         return _fail_details("Invalid Disposition")
+    if request.callback_time and not _is_callback_time(request.callback_time):
+        # Assumed (docs/cloudagent.md): the format is documented, the refusal is not.
+        return _fail_details("Invalid callBackTime")
     if request.pause_after_dispose:
         if not request.pause_reason:
             return _fail_details("Provide pause reason")
         if request.pause_reason not in account.pause_reasons:
             return _fail_details("pauseReason is Invalid")
     return None
+
+
+def _is_callback_time(value: str) -> bool:
+    """CloudAgent's callBackTime: `YYYY-MM-DD HH:MM`, a real date and time."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}", value):
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%d %H:%M")
+    except ValueError:
+        return False
+    return True

@@ -31,6 +31,32 @@ REQUEST_KINDS = ("generateToken", "get", "Set", "other")
 
 DEMO_USERNAME = "demo"
 DEMO_API_KEY = "demo-api-key"
+DEMO_DISPOSITIONS = [
+    "Interested",
+    "Not interested",
+    "Call back later",
+    "Wrong number",
+    "Sale closed",
+]
+# A support line with a long list, as large accounts have: the panel offers a search box there.
+SUPPORT_DID = "918069100000"
+SUPPORT_DISPOSITIONS = [
+    "Interested", "Not interested", "Call back later", "Callback requested",
+    "Scheduled callback", "Call back - customer busy", "Wrong number", "Sale closed",
+    "Issue resolved", "Issue escalated", "Ticket raised", "Ticket updated", "Refund initiated",
+    "Refund status shared", "Replacement requested", "Order placed", "Order cancelled",
+    "Order status shared", "Delivery delayed", "Delivery address updated", "Payment failed",
+    "Payment link sent", "EMI options explained", "Plan upgraded", "Plan downgraded",
+    "Plan renewal", "Subscription cancelled", "KYC pending", "KYC completed",
+    "Documents requested", "Documents received", "Complaint registered", "Complaint closed",
+    "Feedback collected", "Survey completed", "Language barrier", "Customer disconnected",
+    "Silent call", "Abusive caller", "Duplicate call", "Transferred to supervisor",
+    "Transferred to billing", "Transferred to technical team", "Technical issue - app",
+    "Technical issue - website", "Password reset", "Account locked", "Account unlocked",
+    "Address change", "Mobile number change", "Email change", "Information shared",
+    "Product enquiry", "Price enquiry", "Store locator shared", "Warranty claim",
+    "Service visit booked", "Service visit rescheduled", "Do not call", "Voicemail left",
+]  # fmt: skip
 
 
 @dataclass
@@ -42,6 +68,11 @@ class Account:
     dids: set[str] = field(default_factory=set)
     dispositions: list[str] = field(default_factory=list)
     pause_reasons: list[str] = field(default_factory=list)
+    # A DID with a list of its own (campaigns differ); other DIDs have `dispositions`.
+    did_dispositions: dict[str, list[str]] = field(default_factory=dict)
+
+    def dispositions_for(self, did: str) -> list[str]:
+        return self.did_dispositions.get(did, self.dispositions)
 
 
 @dataclass(frozen=True)
@@ -53,6 +84,7 @@ class DispositionRequest:
     comments: str = ""
     pause_after_dispose: bool = True
     pause_reason: str = ""
+    callback_time: str = ""  # callBackTime as sent, "YYYY-MM-DD HH:MM"
 
 
 @dataclass(frozen=True)
@@ -151,15 +183,10 @@ class Simulator:
             DEMO_USERNAME,
             DEMO_API_KEY,
             agents={"agent1", "agent2", "agent3"},
-            dids={"914071327663", "918069000000"},
-            dispositions=[
-                "Interested",
-                "Not interested",
-                "Call back later",
-                "Wrong number",
-                "Sale closed",
-            ],
+            dids={"914071327663", "918069000000", SUPPORT_DID},
+            dispositions=DEMO_DISPOSITIONS,
             pause_reasons=["Break", "Lunch", "Training", "Meeting", "Bio break"],
+            did_dispositions={SUPPORT_DID: SUPPORT_DISPOSITIONS},
         )
 
     def add_account(
@@ -172,6 +199,7 @@ class Simulator:
         dids: set[str] | None = None,
         dispositions: list[str] | None = None,
         pause_reasons: list[str] | None = None,
+        did_dispositions: dict[str, list[str]] | None = None,
     ) -> Account:
         account = Account(
             username,
@@ -181,6 +209,7 @@ class Simulator:
             set(dids or ()),
             list(dispositions or ()),
             list(pause_reasons or ()),
+            {did: list(names) for did, names in (did_dispositions or {}).items()},
         )
         with self.lock:
             self.accounts[username] = account
