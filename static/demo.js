@@ -11,8 +11,13 @@
     document.getElementById("call-disposition").textContent = call.disposition || "none";
   }
 
-  async function post(path) {
-    const response = await fetch(path, { method: "POST" });
+  async function post(path, body) {
+    const options = { method: "POST" };
+    if (body) {
+      options.headers = { "Content-Type": "application/json" };
+      options.body = JSON.stringify(body);
+    }
+    const response = await fetch(path, options);
     if (!response.ok) throw new Error(path + ": HTTP " + response.status);
     return response.json();
   }
@@ -26,7 +31,7 @@
       show(await post("/demo/calls/" + ucid + "/expire-wrapup"));
     });
     document.getElementById("new-call").addEventListener("click", async () => {
-      const call = await post("/demo/calls");
+      const call = await post("/demo/calls", { did: document.getElementById("line").value });
       show(call);
       document.getElementById("widget").src = call.launch;
     });

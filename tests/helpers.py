@@ -369,3 +369,48 @@ class GunicornServer:
                     self.proc.wait(timeout=10)
         finally:
             self._log.close()
+
+
+# -- the panel in a browser (Playwright's page and frame objects) ------------------------------
+
+
+def open_call(page, sites, ucid: str, **query: str):
+    """The CRM page for a call, framing the panel; the panel's frame once it can be used."""
+    params = "&".join(f"{k}={v}" for k, v in ({"ucid": ucid} | query).items())
+    page.goto(f"{sites.crm}/call?{params}")
+    frame = page.frame_locator("#widget")
+    frame.get_by_role("button", name="Save disposition").wait_for()
+    return frame
+
+
+def outcome(frame) -> tuple[str, str]:
+    """The outcome shown in the panel's status region: its kind and its text."""
+    element = frame.get_by_role("status").locator("[data-outcome]")
+    element.wait_for()
+    return element.get_attribute("data-outcome"), element.inner_text()
+
+
+def received(page, count: int = 1) -> list:
+    """The messages the CRM page has received, once there are `count` of them."""
+    page.wait_for_function(f"window.received.length >= {count}")
+    return page.evaluate("window.received")
+
+
+def choose(frame, disposition: str = "Interested", comments: str | None = None) -> None:
+    frame.get_by_label("Disposition", exact=True).select_option(disposition)
+    if comments is not None:
+        frame.get_by_label("Comments").fill(comments)
+
+
+def assert_accessible_and_narrow(frame_element, width: int, shoot, name: str) -> None:
+    """The framed panel: axe finds nothing, no horizontal scroll at `width`; a screenshot."""
+    from axe_playwright_python.sync_playwright import Axe  # browser tests only
+
+    widget = frame_element.element_handle().content_frame()  # the panel's own document
+    violations = Axe().run(widget)
+    assert violations.violations_count == 0, violations.generate_report()
+    overflow = widget.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"horizontal scroll of {overflow}px at {width}px"
+    shoot(frame_element, name)

@@ -17,6 +17,8 @@ def test_no_username_is_demo_mode_with_defaults(tmp_path):
     assert settings.pause_reasons == DEFAULT_PAUSE_REASONS
     assert settings.data_dir == tmp_path
     assert len(settings.secret_key) >= 32 and settings.secret_key != settings.launch_secret
+    assert settings.callback_dispositions == ()  # the default rule: names saying "call back"
+    assert settings.cloudagent_timezone == "Asia/Kolkata"
 
 
 def test_a_full_configuration_is_read():
@@ -29,6 +31,8 @@ def test_a_full_configuration_is_read():
             "WIDGET_FRAME_ANCESTORS": "https://crm.example.com https://other.example:8443",
             "WIDGET_PAUSE_REASONS": "Tea, Lunch ,Coaching",
             "WIDGET_DATA_DIR": "/var/lib/widget",
+            "WIDGET_CALLBACK_DISPOSITIONS": "Follow up , Ring back",
+            "WIDGET_CLOUDAGENT_TIMEZONE": "Asia/Dubai",
         }
     )
     assert not settings.demo
@@ -38,6 +42,8 @@ def test_a_full_configuration_is_read():
     assert settings.frame_ancestors_header == "https://crm.example.com https://other.example:8443"
     assert settings.pause_reasons == ("Tea", "Lunch", "Coaching")
     assert str(settings.data_dir) == "/var/lib/widget"
+    assert settings.callback_dispositions == ("Follow up", "Ring back")
+    assert settings.cloudagent_timezone == "Asia/Dubai"
 
 
 def test_the_api_key_never_shows_in_the_settings_repr():
@@ -61,6 +67,11 @@ def test_the_api_key_never_shows_in_the_settings_repr():
         ({"WIDGET_FRAME_ANCESTORS": "https://crm.example.com/page"}, "WIDGET_FRAME_ANCESTORS"),
         ({"WIDGET_PAUSE_REASONS": "Tea,Tea"}, "WIDGET_PAUSE_REASONS"),
         ({"WIDGET_CLOUDAGENT_READ_TIMEOUT": "0"}, "WIDGET_CLOUDAGENT_READ_TIMEOUT"),
+        ({"WIDGET_CALLBACK_DISPOSITIONS": "Ring back,Ring back"}, "WIDGET_CALLBACK_DISPOSITIONS"),
+        ({"WIDGET_CALLBACK_DISPOSITIONS": "x" * 101}, "WIDGET_CALLBACK_DISPOSITIONS"),
+        ({"WIDGET_CLOUDAGENT_TIMEZONE": "IST"}, "WIDGET_CLOUDAGENT_TIMEZONE"),
+        ({"WIDGET_CLOUDAGENT_TIMEZONE": "Asia/Nowhere"}, "WIDGET_CLOUDAGENT_TIMEZONE"),
+        ({"WIDGET_CLOUDAGENT_TIMEZONE": "../etc/passwd"}, "WIDGET_CLOUDAGENT_TIMEZONE"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(change, variable):

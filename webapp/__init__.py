@@ -60,7 +60,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     compression.init_app(app)
     app.register_blueprint(assets.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(panel.bp)
+    panel.init_app(app, settings)
     if settings.demo:
         app.register_blueprint(demo.bp)
     app.cli.add_command(audit_command)

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 DEFAULT_CLOUDAGENT_URL = "https://in1-ccaas-api.ozonetel.com"
 DEFAULT_PAUSE_REASONS = ("Break", "Lunch", "Training", "Meeting", "Bio break")
+DEFAULT_TIMEZONE = "Asia/Kolkata"  # CloudAgent's home: its callBackTime is read there
 # Credentials of the built-in simulator's demo account (not secrets: they open nothing real).
 DEMO_USERNAME = "demo"
 DEMO_API_KEY = "demo-api-key"  # noqa: S105
@@ -58,6 +59,10 @@ class Settings:
     redis_url: str = field(default="", repr=False)
     database_url: str = field(default="", repr=False)
     instance_name: str = ""
+    # Dispositions that need a callback time (empty: every name saying "call back" or
+    # "callback"), and the zone CloudAgent reads callBackTime in.
+    callback_dispositions: tuple[str, ...] = ()
+    cloudagent_timezone: str = DEFAULT_TIMEZONE
 
     @property
     def frame_ancestors_header(self) -> str:
@@ -167,6 +172,30 @@ def _instance_name(env: Mapping[str, str]) -> str:
     return name
 
 
+def _name_list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    """A comma-separated list of distinct, short names; None when the variable is unset."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return None
+    names = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if len(set(names)) != len(names) or any(len(n) > 100 for n in names):
+        raise ConfigError(f"{name}: names must be distinct and short")
+    return names
+
+
+def _timezone(env: Mapping[str, str]) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    raw = env.get("WIDGET_CLOUDAGENT_TIMEZONE", "").strip() or DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"WIDGET_CLOUDAGENT_TIMEZONE: {raw!r} is not a time zone name like Asia/Kolkata"
+        ) from None
+    return raw
+
+
 def _demo_host(env: Mapping[str, str], demo: bool) -> tuple[str, ...]:
     """Demo mode serves its CRM page on http://localhost:<port>, a different site from the
     widget's 127.0.0.1: allow it to frame the widget unless the operator chose the list."""
@@ -223,13 +252,7 @@ def load_settings(
     if auth not in ("token", "apikey"):
         raise ConfigError(f"WIDGET_CLOUDAGENT_AUTH: 'token' or 'apikey', got {auth!r}")
 
-    reasons_raw = env.get("WIDGET_PAUSE_REASONS")
-    if reasons_raw is None or not reasons_raw.strip():
-        reasons = DEFAULT_PAUSE_REASONS
-    else:
-        reasons = tuple(r.strip() for r in reasons_raw.split(",") if r.strip())
-        if len(set(reasons)) != len(reasons) or any(len(r) > 100 for r in reasons):
-            raise ConfigError("WIDGET_PAUSE_REASONS: names must be distinct and short")
+    reasons = _name_list(env, "WIDGET_PAUSE_REASONS") or DEFAULT_PAUSE_REASONS
 
     data_dir = Path(env.get("WIDGET_DATA_DIR", "").strip() or instance_path)
 
@@ -256,4 +279,6 @@ def load_settings(
         redis_url=_redis_url(env),
         database_url=_database_url(env),
         instance_name=_instance_name(env),
+        callback_dispositions=_name_list(env, "WIDGET_CALLBACK_DISPOSITIONS") or (),
+        cloudagent_timezone=_timezone(env),
     )

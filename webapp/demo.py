@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from .panel.launch import signed_query
 from .simulator import Simulator
+from .simulator.state import SUPPORT_DID
 from .web import assets
 from .web.headers import content_security_policy
 
@@ -20,6 +21,8 @@ bp = Blueprint("demo", __name__)
 
 AGENT = "agent1"
 DID = "914071327663"
+# The lines the demo page can take a call on: a short list, and a long one to search.
+LINES = {DID: "Sales line (5 dispositions)", SUPPORT_DID: "Support line (60 dispositions)"}
 
 
 def _simulator() -> Simulator:
@@ -72,7 +75,9 @@ def page() -> ResponseReturnValue:
         return redirect(f"http://localhost:{_port()}/demo")
     call = _simulator().start_call(AGENT, DID)
     response = current_app.make_response(
-        render_template("demo.html", call=_call_json(call.ucid), widget_origin=widget_origin())
+        render_template(
+            "demo.html", call=_call_json(call.ucid), widget_origin=widget_origin(), lines=LINES
+        )
     )
     response.headers["Content-Security-Policy"] = content_security_policy(
         "'self'",
@@ -84,7 +89,10 @@ def page() -> ResponseReturnValue:
 
 @bp.post("/demo/calls")
 def new_call() -> ResponseReturnValue:
-    call = _simulator().start_call(AGENT, DID)
+    did = (request.get_json(silent=True) or {}).get("did", DID)
+    if did not in LINES:
+        abort(400)
+    call = _simulator().start_call(AGENT, did)
     return jsonify(_call_json(call.ucid)), 201
 
 

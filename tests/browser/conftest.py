@@ -61,7 +61,7 @@ def host_app(sites) -> Flask:
     @app.get("/call")
     def call_page():
         params = {"ucid": request.args["ucid"], "agentID": request.args.get("agent", "agent1")}
-        params |= {"did": DID, "callerID": "+919800000000"}
+        params |= {"did": request.args.get("did", DID), "callerID": "+919800000000"}
         query = signed_query(params, LAUNCH_SECRET)
         if request.args.get("tamper"):
             query["ucid"] = "999" + query["ucid"]

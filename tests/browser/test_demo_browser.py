@@ -47,5 +47,22 @@ def test_the_demo_page_frames_the_widget_from_another_site(browser, demo, shoot)
         page.locator("#call-state", has_text="live").wait_for()
         widget.get_by_role("button", name="Save disposition").wait_for()
         assert widget.get_by_role("status").inner_text() == ""
+        assert widget.get_by_label("Search dispositions").count() == 0  # 5 dispositions
+
+        # The support line: a long list to search, and callbacks.
+        page.get_by_label("Next call on").select_option(label="Support line (60 dispositions)")
+        page.get_by_role("button", name="New call").click()
+        search = widget.get_by_label("Search dispositions")
+        search.wait_for()
+        search.press_sequentially("callback")
+        search.press("Enter")
+        widget.get_by_role("button", name="Tomorrow 10:00").click()
+        widget.get_by_role("button", name="Save disposition").click()
+        widget.locator('[data-outcome="queued"]').wait_for()
+        page.locator("#events li", has_text='"callbackTime":"').first.wait_for()
+        shoot(page, "demo-crm-page-support-line")
+        ucid = page.locator("#call-ucid").inner_text()
+        call = app.extensions["simulator"].get_call(ucid)
+        assert call.did == "918069100000" and call.queued == "Callback requested"
     finally:
         context.close()

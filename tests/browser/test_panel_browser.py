@@ -4,37 +4,18 @@ names as an agent would."""
 import threading
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
-from tests.helpers import DID
+from tests.helpers import (
+    DID,
+    assert_accessible_and_narrow,
+    choose,
+    open_call,
+    outcome,
+    received,
+)
 
 pytestmark = pytest.mark.browser
-
-
-def open_call(page, sites, ucid, **query):
-    params = "&".join(f"{k}={v}" for k, v in ({"ucid": ucid} | query).items())
-    page.goto(f"{sites.crm}/call?{params}")
-    frame = page.frame_locator("#widget")
-    frame.get_by_role("button", name="Save disposition").wait_for()
-    return frame
-
-
-def outcome(frame):
-    element = frame.get_by_role("status").locator("[data-outcome]")
-    element.wait_for()
-    return element.get_attribute("data-outcome"), element.inner_text()
-
-
-def received(page, count=1):
-    page.wait_for_function(f"window.received.length >= {count}")
-    return page.evaluate("window.received")
-
-
-def choose(frame, disposition="Interested", comments=None):
-    frame.get_by_label("Disposition", exact=True).select_option(disposition)
-    if comments is not None:
-        frame.get_by_label("Comments").fill(comments)
 
 
 def test_save_while_live_is_queued_and_the_host_page_is_told(page, sites, simulator):
@@ -55,6 +36,7 @@ def test_save_while_live_is_queued_and_the_host_page_is_told(page, sites, simula
         "resultUnknown": False,
         "ucid": call.ucid,
         "disposition": "Interested",
+        "callbackTime": None,  # not a disposition with callbacks
         "message": text,
     }
     assert not page.errors
@@ -121,12 +103,15 @@ def test_upstream_down_is_unavailable_and_the_form_is_kept(page, sites, simulato
     call = simulator.start_call("agent1", DID)
     frame = open_call(page, sites, call.ucid)
     choose(frame, "Call back later", comments="Call after 6 pm")
+    frame.get_by_role("button", name="In 1 hour").click()
+    when = frame.get_by_label("Callback time").input_value()
     monkeypatch.setattr(sites.widget_app.extensions["cloudagent"], "base_url", "http://127.0.0.1:9")
     frame.get_by_role("button", name="Save disposition").click()
     kind, _ = outcome(frame)
     assert kind == "unavailable"
     assert frame.get_by_label("Disposition", exact=True).input_value() == "Call back later"
     assert frame.get_by_label("Comments").input_value() == "Call after 6 pm"
+    assert when and frame.get_by_label("Callback time").input_value() == when
     assert frame.get_by_role("button", name="Save disposition").is_enabled()
 
 
@@ -243,13 +228,6 @@ def test_every_state_is_accessible_and_fits_a_narrow_side_bar(
                 frame.locator("#disposition").evaluate("el => el.removeAttribute('required')")
             frame.get_by_role("button", name="Save disposition").click()
             assert outcome(frame)[0] == state
-        widget = frame_element.element_handle().content_frame()  # the panel's own document
-        violations = Axe().run(widget)
-        assert violations.violations_count == 0, violations.generate_report()
-        overflow = widget.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0, f"horizontal scroll of {overflow}px at {width}px"
-        shoot(frame_element, f"panel-{width}-{state}")
+        assert_accessible_and_narrow(frame_element, width, shoot, f"panel-{width}-{state}")
     finally:
         context.close()

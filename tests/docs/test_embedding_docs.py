@@ -240,7 +240,7 @@ def panel_message_keys():
 
 def test_the_documented_message_fields_are_the_ones_panel_js_sends():
     keys = panel_message_keys()
-    assert len(keys) == 7
+    assert len(keys) == 8
     example = json.loads(marked_block("postmessage: example")[1])
     assert list(example) == keys
     assert table_rows("| field | meaning |") == keys

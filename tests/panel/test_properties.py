@@ -11,8 +11,10 @@ import html
 import re
 import time
 import unicodedata
+from datetime import datetime, timedelta
 from unittest import mock
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
@@ -34,6 +36,7 @@ from webapp.panel.launch import sign
 from webapp.simulator import Simulator
 
 UPSTREAM_KINDS = {QUEUED, SAVED, ALREADY_DISPOSED, REJECTED, UNAVAILABLE}
+IST = ZoneInfo("Asia/Kolkata")  # the default WIDGET_CLOUDAGENT_TIMEZONE
 DISPOSITIONS = tuple(Simulator().account("demo").dispositions)
 PAUSE_REASONS = DEFAULT_PAUSE_REASONS
 LAUNCH_MAX_AGE = 600  # the default WIDGET_LAUNCH_MAX_AGE, which the test app uses
@@ -344,6 +347,10 @@ FORM_MESSAGES = {
     "Comments contain a control character that cannot be saved; remove it.",
     "Choose a pause reason, or untick Pause after this call.",
     "Choose a pause reason from the list.",
+    "Choose a callback time for this disposition.",
+    "Enter the callback time as a date and a time.",
+    "That callback time has passed. Choose a time in the future.",
+    "A callback can be at most 30 days ahead.",
 }
 
 
@@ -408,6 +415,53 @@ pause_reasons = weighted(
 )
 
 
+def ist_local(minutes):
+    """A datetime-local value `minutes` from now in CloudAgent's zone (IST)."""
+    return (datetime.now(IST) + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M")
+
+
+callback_times = weighted(
+    (4, st.integers(5, 30 * 24 * 60 - 5).map(ist_local)),  # to come, within 30 days
+    (1, st.integers(-400 * 24 * 60, -5).map(ist_local)),  # past
+    (1, st.integers(30 * 24 * 60 + 5, 400 * 24 * 60).map(ist_local)),  # too far ahead
+    (1, st.integers(5, 24 * 60).map(lambda m: ist_local(m).replace("T", " "))),
+    (1, st.integers(5, 24 * 60).map(lambda m: ist_local(m) + ":00")),
+    (1, st.integers(5, 24 * 60).map(lambda m: " " + ist_local(m) + "\t")),
+    (1, st.sampled_from(["2026-02-30T10:00", "２０２６-11-29T10:30", "2026-11-29T10:30Z", ""])),
+    (1, awkward_text),
+)
+CALLBACK_SHAPE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::[0-9]{2}(?:\.[0-9]{1,3})?)?"
+)
+
+
+def callback_time(value):
+    """The time a callback value names (in IST), or None if it names none."""
+    match = CALLBACK_SHAPE.fullmatch((value or "").strip())
+    try:
+        return datetime(*(int(g) for g in match.groups()), tzinfo=IST) if match else None
+    except ValueError:
+        return None
+
+
+def callback_valid(value):
+    """Whether the callback time is accepted; None within two minutes of a limit (the model
+    and the server read the clock at different moments)."""
+    at = callback_time(value)
+    if at is None:
+        return False
+    now, margin = datetime.now(IST), timedelta(minutes=2)
+    if at <= now - margin or at > now + timedelta(days=30) + margin:
+        return False
+    if now + margin < at <= now + timedelta(days=30) - margin:
+        return True
+    return None
+
+
+def needs_callback(disposition):
+    return disposition in DISPOSITIONS and re.search(r"call\s*back", disposition, re.I) is not None
+
+
 def field_values(values):
     """A field absent (sometimes), given once (most often), or given twice (sometimes)."""
     return st.sampled_from([0, 1, 1, 1, 1, 1, 2]).flatmap(
@@ -440,9 +494,11 @@ def pausing(value):
     return True if value in ("y", "on", "true") else None
 
 
-def predict_valid(disposition, comment, pause, reason):
+def predict_valid(disposition, comment, pause, reason, callback=None):
     """Whether the form is valid, by the panel's rules; None when the model cannot tell."""
     checks = [disposition in DISPOSITIONS]
+    if needs_callback(disposition):
+        checks.append(callback_valid(callback))
     checks.append(len(comment) <= 500 and control_free(comment))
     wants_pause = pausing(pause)
     checks.append(None if wants_pause is None else (not wants_pause or reason in PAUSE_REASONS))
@@ -476,6 +532,7 @@ EXPECTED_BY_STATE = {"live": QUEUED, "wrapup": SAVED, "closed": ALREADY_DISPOSED
             "comments": field_values(comments),
             "pause": field_values(pauses),
             "pause_reason": field_values(pause_reasons),
+            "callback_time": field_values(callback_times),
         }
     ),
     junk=st.lists(
@@ -541,12 +598,25 @@ def test_whatever_the_form_holds_only_valid_values_reach_cloudagent(
         else:
             assert sent["pauseReason"] in (None, "")
             assert attempts[0].request.pause_after_dispose is False
+        if needs_callback(sent["disposition"]):
+            # One of the values given, in CloudAgent's form: YYYY-MM-DD HH:MM, in IST.
+            given = {callback_time(v) for v in fields["callback_time"]} - {None}
+            at = datetime.strptime(sent["callBackTime"], "%Y-%m-%d %H:%M").replace(tzinfo=IST)
+            assert at in given
+            assert datetime.now(IST) - timedelta(minutes=2) < at
+            assert at <= datetime.now(IST) + timedelta(days=30)
+        else:
+            assert sent["callBackTime"] is None
 
     # Where each field was given once (or not at all), the outcome is fully determined.
     if all(len(values) <= 1 for values in fields.values()):
         first = {name: (values or [None])[0] for name, values in fields.items()}
         valid = predict_valid(
-            first["disposition"], first["comments"] or "", first["pause"], first["pause_reason"]
+            first["disposition"],
+            first["comments"] or "",
+            first["pause"],
+            first["pause_reason"],
+            first["callback_time"],
         )
         event(f"predicted valid: {valid}")
         if valid is True:

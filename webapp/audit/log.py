@@ -62,6 +62,19 @@ _LAST_UNKNOWN = (
     .order_by(saves.c.id.desc())
     .limit(1)
 )
+# The agent's latest successful saves on a DID, newest first (index ix_saves_agent_did_started):
+# a bounded read, deduplicated in Python.
+RECENT_SCAN = 100
+_RECENT = (
+    select(saves.c.disposition)
+    .where(
+        saves.c.agent == bindparam("agent"),
+        saves.c.did == bindparam("did"),
+        saves.c.outcome.in_(("queued", "saved")),
+    )
+    .order_by(saves.c.started_at.desc(), saves.c.id.desc())
+    .limit(RECENT_SCAN)
+)
 
 RETRY_PENDING_FOR = 600.0  # seconds finish() keeps retrying a row the database refused
 
@@ -79,6 +92,7 @@ class Attempt:
     pause: bool
     pause_reason: str
     request_id: str | None = None
+    callback_time: str = ""  # as sent to CloudAgent, YYYY-MM-DD HH:MM
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -153,6 +167,7 @@ class AuditLog:
             pause_reason=attempt.pause_reason or None,
             outcome=UNKNOWN,
             instance=self.instance,
+            callback_time=attempt.callback_time or None,
         )
         try:
             return int(
@@ -246,6 +261,13 @@ class AuditLog:
         with self.engine.connect() as conn:
             count, oldest = conn.execute(_SAVES_SINCE, {"agent": agent, "since": since}).one()
         return int(count), oldest
+
+    def recent_dispositions(self, agent: str, did: str, limit: int = 5) -> list[str]:
+        """The agent's last distinct dispositions on this DID that CloudAgent took (queued or
+        saved), newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(_RECENT, {"agent": agent, "did": did}).scalars()
+            return list(dict.fromkeys(rows))[:limit]
 
     def last_unknown(self, ucid: str, agent: str, before: int) -> str | None:
         """The disposition of this agent's latest earlier finished attempt on the call, if

@@ -62,9 +62,11 @@ saves = Table(
     Column("upstream_text", String(TEXT_LIMIT)),
     Column("latency_ms", Float),
     Column("instance", String(64)),  # schema 2: which instance served the save
+    Column("callback_time", String(16)),  # schema 3: callBackTime as sent, YYYY-MM-DD HH:MM
     Index("ix_saves_ucid", "ucid"),
     Index("ix_saves_agent_started", "agent", "started_at"),
     Index("ix_saves_started", "started_at"),
+    Index("ix_saves_agent_did_started", "agent", "did", "started_at"),  # schema 3: Recent
 )
 
 COLUMNS = [column.name for column in saves.columns]
@@ -76,11 +78,18 @@ schema_version = Table(
     Column("version", Integer, nullable=False),
 )
 
-SCHEMA_VERSION = 2
+
+def _to_version_3(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE saves ADD COLUMN callback_time VARCHAR(16)"))
+    next(i for i in saves.indexes if i.name == "ix_saves_agent_did_started").create(conn)
+
+
+SCHEMA_VERSION = 3
 # MIGRATIONS[n] brings a schema at version n - 1 to version n, inside the start-up transaction.
 # A database made before versioning (a `saves` table, no version row) is version 1.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: lambda conn: conn.execute(text("ALTER TABLE saves ADD COLUMN instance VARCHAR(64)")),
+    3: _to_version_3,
 }
 PG_LOCK_ID = 0x7769_6467_6175_6474  # pg_advisory_xact_lock key for start-up migrations
 

@@ -3,10 +3,27 @@
 - launch.py: the launch link's signature (what a CRM signs);
 - context.py: the signed, time-limited call context the page carries instead of a cookie;
 - forms.py: the disposition form, its checks in the agent's words, and cookie-less CSRF;
+- callbacks.py: which dispositions need a callback time, and reading and writing it;
+- recent.py: the agent's recent dispositions on a DID, from the audit trail, cached;
 - views.py: the blueprint: open, reload the form, save (audit row, CloudAgent, outcome).
 """
 
+from flask import Flask
+
+from ..config import Settings
+from .callbacks import CallbackRule
 from .forms import COMMENTS_MAX
+from .recent import RecentChoices
 from .views import bp
 
-__all__ = ["COMMENTS_MAX", "bp"]
+__all__ = ["COMMENTS_MAX", "init_app"]
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """The panel's blueprint and what it keeps: the callback rule, the recent choices (which
+    read the audit log, so the stores come first)."""
+    app.extensions["callbacks"] = CallbackRule(
+        settings.callback_dispositions, settings.cloudagent_timezone
+    )
+    app.extensions["recent"] = RecentChoices(app.extensions["audit"])
+    app.register_blueprint(bp)

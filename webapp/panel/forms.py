@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, Field, StringField, TextAreaField
@@ -13,6 +14,7 @@ from wtforms.csrf.core import CSRF
 from wtforms.validators import InputRequired, Length, ValidationError
 
 from ..cloudagent import DISPOSITION_MAX
+from .callbacks import CallbackRule, CallbackTimeError
 
 COMMENTS_MAX = 500
 # Characters CloudAgent is sent in free text: anything printable, plus line breaks and tabs.
@@ -72,6 +74,7 @@ class DispositionForm(FlaskForm):
             _printable("Choose a disposition from the list."),
         ],
     )
+    callback_time = StringField("Callback time")
     comments = TextAreaField(
         "Comments",
         validators=[
@@ -87,16 +90,35 @@ class DispositionForm(FlaskForm):
         *args: object,
         dispositions: Sequence[str] | None,
         pause_reasons: Sequence[str],
+        callbacks: CallbackRule,
         **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)
         # None: the list could not be loaded; CloudAgent then judges the name on its own.
         self.known = None if dispositions is None else set(dispositions)
         self.reasons = set(pause_reasons)
+        self.callbacks = callbacks
+        self.callback_at: datetime | None = None  # set when the disposition needs one
+
+    @property
+    def callback_upstream(self) -> str:
+        """callBackTime as CloudAgent takes it, or "" when the disposition has no callback."""
+        return self.callbacks.upstream(self.callback_at) if self.callback_at else ""
 
     def validate_disposition(self, field: StringField) -> None:
         if self.known is not None and field.data not in self.known:
             raise ValidationError("Choose a disposition from the list.")
+
+    def validate_callback_time(self, field: StringField) -> None:
+        if not self.callbacks.applies_to(self.disposition.data or ""):
+            field.data = ""  # never sent for a disposition without callbacks
+            return
+        if not (field.data or "").strip():
+            raise ValidationError("Choose a callback time for this disposition.")
+        try:
+            self.callback_at = self.callbacks.read(field.data)
+        except CallbackTimeError as error:
+            raise ValidationError(str(error)) from None
 
     def validate_pause_reason(self, field: StringField) -> None:
         if not self.pause.data:

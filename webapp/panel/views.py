@@ -12,6 +12,7 @@ from flask.typing import ResponseReturnValue
 from ..audit import UNKNOWN, Attempt, AuditLog, AuditUnavailable
 from ..cloudagent import (
     ALREADY_DISPOSED,
+    QUEUED,
     SAVED,
     UNAVAILABLE,
     CloudAgentClient,
@@ -21,14 +22,17 @@ from ..cloudagent import (
 from ..config import Settings
 from ..web.logs import annotate
 from . import context
+from .callbacks import CallbackRule
 from .forms import DispositionForm, csrf_token_for
 from .launch import Launch, LaunchError, verify
+from .recent import RecentChoices
 
 log = logging.getLogger("webapp.panel")
 
 bp = Blueprint("panel", __name__)
 
 INVALID = "invalid"
+SEARCH_FROM = 10  # longer lists get a search box
 # Upstream answers after which CloudAgent may or may not have applied the Set: no answer in
 # time, or one nobody could read (a gateway's 502 page may follow a Set that went through).
 RESULT_UNKNOWN = ("lost_answer", "bad_response")
@@ -36,6 +40,14 @@ RESULT_UNKNOWN = ("lost_answer", "bad_response")
 
 def _settings() -> Settings:
     return current_app.config["WIDGET"]
+
+
+def _callbacks() -> CallbackRule:
+    return current_app.extensions["callbacks"]
+
+
+def _recent() -> RecentChoices:
+    return current_app.extensions["recent"]
 
 
 def _form(call: Launch, token: str) -> DispositionForm:
@@ -48,6 +60,7 @@ def _form(call: Launch, token: str) -> DispositionForm:
         meta={"csrf_context": token},
         dispositions=listing.names if listing.ok else None,
         pause_reasons=_settings().pause_reasons,
+        callbacks=_callbacks(),
     )
 
 
@@ -57,13 +70,23 @@ def _render_form(call: Launch, token: str, template: str) -> ResponseReturnValue
     if not listing.ok:
         log.warning("dispositions unavailable for did %s: %s", call.did, listing.error.reason)
     settings = _settings()
+    names = listing.names if listing.ok else None
+    recent: tuple[str, ...] = ()
+    if names:
+        offered = set(names)  # a name no longer on the list is not offered again
+        recent = tuple(n for n in _recent().get(call.agent_id, call.did) if n in offered)
+    callbacks = _callbacks()
     return render_template(
         template,
         call=call,
         context=token,
         csrf_token=csrf_token_for(token, settings.secret_key),
-        dispositions=listing.names if listing.ok else None,
+        dispositions=names,
+        recent=recent,
         pause_reasons=settings.pause_reasons,
+        callbacks=callbacks,
+        callback_names=[n for n in names or () if callbacks.applies_to(n)],
+        search_from=SEARCH_FROM,
     )
 
 
@@ -160,13 +183,19 @@ def save() -> ResponseReturnValue:
 
     outcome = _record_and_send(call, form)
     annotate(outcome=outcome.kind, reason=outcome.reason)
+    message = outcome.message
+    if outcome.kind in (QUEUED, SAVED) and form.callback_at is not None:
+        message += f" Callback at {_callbacks().spoken(form.callback_at)}."
+    if outcome.kind in (QUEUED, SAVED):
+        _recent().saved(call.agent_id, call.did, form.disposition.data)
     return _outcome(
         outcome.kind,
-        outcome.message,
+        message,
         call=call,
         reason=outcome.reason,
         unknown=outcome.reason in RESULT_UNKNOWN,
         disposition=form.disposition.data,
+        callback_time=form.callback_upstream,
         clear_errors=True,
     )
 
@@ -187,6 +216,7 @@ def _record_and_send(call: Launch, form: DispositionForm) -> Outcome:
             pause=pause,
             pause_reason=form.pause_reason.data or "",
             request_id=g.get("request_id"),
+            callback_time=form.callback_upstream,
         )
     )
     started = time.perf_counter()
@@ -200,6 +230,7 @@ def _record_and_send(call: Launch, form: DispositionForm) -> Outcome:
             comments=form.comments.data or "",
             pause=pause,
             pause_reason=form.pause_reason.data or "",
+            callback_time=form.callback_upstream,
         )
     except BaseException:
         # The row must not stay open-ended: the error handler tells the agent "result unknown".

@@ -1,0 +1,204 @@
+"""Callback times: which dispositions need one, the checks on it (in the browser's absence),
+and what reaches CloudAgent, the audit trail, the agent and the host page."""
+
+import csv
+import io
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.helpers import outcome_of
+from webapp.panel.callbacks import CallbackRule, CallbackTimeError
+
+IST = ZoneInfo("Asia/Kolkata")
+NOW = datetime(2026, 11, 28, 19, 30, 15, tzinfo=IST)
+
+
+def rule(names=(), zone="Asia/Kolkata", now=NOW):
+    return CallbackRule(names, zone, clock=lambda tz: now.astimezone(tz))
+
+
+# -- the rule --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, needs",
+    [
+        ("Call back later", True),
+        ("Call Back", True),
+        ("Callback requested", True),
+        ("Scheduled callback", True),
+        ("CALL  BACK - customer busy", True),
+        ("Interested", False),
+        ("Called back already? No: back office", False),
+        ("", False),
+    ],
+)
+def test_by_default_every_name_saying_call_back_needs_a_time(name, needs):
+    assert rule().applies_to(name) is needs
+
+
+def test_a_configured_list_names_exactly_those_whatever_their_case_and_spacing():
+    configured = rule(["Follow up", "Ring  back"])
+    assert configured.applies_to("follow UP") and configured.applies_to("Ring back")
+    assert not configured.applies_to("Call back later")  # the list replaces the default rule
+    assert not configured.applies_to("Follow up later")
+
+
+def test_the_zone_is_named_as_agents_read_it():
+    assert rule().zone_label == "IST"
+    assert rule(zone="Europe/Berlin").zone_label == "CET"  # November
+    assert rule(zone="Europe/Berlin", now=NOW + timedelta(days=200)).zone_label == "CEST"
+    assert rule(zone="Asia/Dubai").zone_label == "UTC+04"  # no abbreviation in tzdata
+
+
+@pytest.mark.parametrize(
+    "value, upstream",
+    [
+        ("2026-11-28T19:31", "2026-11-28 19:31"),  # the next minute
+        ("2026-11-29T10:30", "2026-11-29 10:30"),
+        ("2026-11-29 10:30", "2026-11-29 10:30"),  # CloudAgent's own form, from a prefill
+        ("2026-11-29T10:30:00", "2026-11-29 10:30"),  # a browser that sends seconds
+        ("2026-12-28T19:30", "2026-12-28 19:30"),  # 30 days ahead, to the minute
+    ],
+)
+def test_a_time_to_come_within_30_days_is_taken_in_the_zone(value, upstream):
+    at = rule().read(value)
+    assert at.tzinfo == IST
+    assert CallbackRule.upstream(at) == upstream
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "as a date and a time"),
+        ("tomorrow", "as a date and a time"),
+        ("10:30", "as a date and a time"),
+        ("2026-02-30T10:30", "as a date and a time"),
+        ("2026-11-29T24:00", "as a date and a time"),
+        ("2026-11-29T10:30Z", "as a date and a time"),
+        ("2026-11-29T10:30+05:30", "as a date and a time"),
+        ("٢٠٢٦-١١-٢٩T10:30", "as a date and a time"),
+        ("2026-11-28T19:30", "has passed"),  # this very minute
+        ("2026-11-28T10:00", "has passed"),
+        ("2025-11-29T10:30", "has passed"),
+        ("2026-12-28T19:31", "at most 30 days"),
+        ("2027-11-29T10:30", "at most 30 days"),
+    ],
+)
+def test_anything_else_is_refused_in_the_agents_words(value, message):
+    with pytest.raises(CallbackTimeError, match=message):
+        rule().read(value)
+
+
+def test_the_agent_reads_the_time_with_its_zone():
+    assert rule().spoken(rule().read("2026-11-29T10:30")) == "29 Nov, 10:30 IST"
+    dubai = rule(zone="Asia/Dubai")
+    assert dubai.spoken(dubai.read("2026-12-01T09:05")) == "1 Dec, 09:05 UTC+04"
+
+
+# -- the panel -------------------------------------------------------------------------------
+
+
+def in_ist(**delta):
+    """A datetime-local value that far from now, in CloudAgent's zone (IST)."""
+    return (datetime.now(IST) + timedelta(**delta)).strftime("%Y-%m-%dT%H:%M")
+
+
+@pytest.fixture
+def panel(panels, call):
+    return panels.open(call.ucid)
+
+
+def test_the_panel_offers_the_callback_field_for_callback_dispositions(panel):
+    field = re.search(r'<div class="field" id="callback-field" hidden ([^>]*)>', panel.html)
+    assert field, "no callback field"
+    assert 'data-dispositions="[&#34;Call back later&#34;]"' in field.group(1)
+    assert 'data-zone="Asia/Kolkata"' in field.group(1)
+    assert '<label for="callback_time">Callback time (IST)</label>' in panel.html
+    assert '<input type="datetime-local" id="callback_time" name="callback_time"' in panel.html
+    for quick in ("In 1 hour", "Tomorrow 10:00"):
+        assert f">{quick}</button>" in panel.html
+
+
+def test_a_callback_is_sent_in_cloudagents_form_and_told_to_everyone(app, panel, call, simulator):
+    when = in_ist(days=1)
+    response = panel.save(disposition="Call back later", callback_time=when)
+    html = response.get_data(as_text=True)
+    expected = when.replace("T", " ")
+    assert outcome_of(response) == "queued"
+    (attempt,) = simulator.get_call(call.ucid).attempts
+    assert attempt.sent["callBackTime"] == expected
+    assert attempt.request.callback_time == expected
+    at = datetime.strptime(expected, "%Y-%m-%d %H:%M")
+    assert f"Callback at {at.day} {at:%b}, {at:%H:%M} IST." in html
+    assert f'data-callback-time="{expected}"' in html  # what the host page's event carries
+    (row,) = app.extensions["audit"].rows()
+    assert row["callback_time"] == expected
+    exported = app.test_cli_runner().invoke(args=["audit", "export", "--format", "csv"])
+    (line,) = csv.DictReader(io.StringIO(exported.stdout))
+    assert line["callback_time"] == expected
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("", "Choose a callback time for this disposition."),
+        (None, "Choose a callback time for this disposition."),
+        ("next week", "Enter the callback time as a date and a time."),
+        ("PAST", "That callback time has passed."),
+        ("FAR", "A callback can be at most 30 days ahead."),
+    ],
+)
+def test_a_missing_or_wrong_callback_time_is_refused_beside_the_field(
+    app, panel, call, simulator, value, message
+):
+    value = {"PAST": in_ist(minutes=-5), "FAR": in_ist(days=31)}.get(value, value)
+    response = panel.save(disposition="Call back later", callback_time=value, comments="kept")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and outcome_of(response) == "invalid"
+    slot = re.search(r'<p id="callback_time-error"[^>]*hx-swap-oob="true">([^<]*)</p>', html)
+    assert message in slot.group(1)
+    assert simulator.get_call(call.ucid).attempts == []
+    assert list(app.extensions["audit"].rows()) == []
+
+
+def test_other_dispositions_never_send_a_callback_time(app, panel, call, simulator):
+    response = panel.save(disposition="Interested", callback_time=in_ist(days=1))
+    assert outcome_of(response) == "queued"
+    (attempt,) = simulator.get_call(call.ucid).attempts
+    assert attempt.sent["callBackTime"] is None
+    assert "Callback at" not in response.get_data(as_text=True)
+    assert 'data-callback-time=""' in response.get_data(as_text=True)
+    (row,) = app.extensions["audit"].rows()
+    assert row["callback_time"] is None
+
+
+def test_the_configured_names_and_zone_are_the_ones_used(make_app, panels, simulator):
+    app = make_app(
+        WIDGET_CALLBACK_DISPOSITIONS="Interested", WIDGET_CLOUDAGENT_TIMEZONE="Europe/Berlin"
+    )
+    call = simulator.start_call("agent1", "914071327663")
+    panel = panels.on(app.test_client()).open(call.ucid)
+    assert "Callback time (CET)" in panel.html or "Callback time (CEST)" in panel.html
+    assert 'data-dispositions="[&#34;Interested&#34;]"' in panel.html
+    later = (datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(hours=2)).strftime(
+        "%Y-%m-%dT%H:%M"
+    )
+    assert outcome_of(panel.save(disposition="Call back later")) == "queued"  # not a callback
+    refused = panel.save(disposition="Interested")
+    assert outcome_of(refused) == "invalid"
+    assert outcome_of(panel.save(disposition="Interested", callback_time=later)) == "queued"
+    assert simulator.get_call(call.ucid).attempts[-1].sent["callBackTime"] == later.replace(
+        "T", " "
+    )
+
+
+def test_a_list_without_callback_dispositions_has_no_callback_field(make_app, panels, simulator):
+    app = make_app(WIDGET_CALLBACK_DISPOSITIONS="Not on the list")
+    call = simulator.start_call("agent1", "914071327663")
+    panel = panels.on(app.test_client()).open(call.ucid)
+    assert 'id="callback-field"' not in panel.html
+    assert outcome_of(panel.save(disposition="Call back later")) == "queued"
