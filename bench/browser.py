@@ -15,6 +15,12 @@ when Chromium announced it (`requestWillBeSent`), it was not answered from the m
 `loadingFinished.encodedDataLength`: the response's headers plus its body as transferred, that
 is compressed when the server compressed it.
 
+Search: the panel of a DID with 500 dispositions, and queries typed into its search box one
+key at a time. Per keystroke, "work" runs from the keydown event to the end of the panel's
+filtering plus the style and layout it causes (forced at once by reading the list's size):
+the main thread's time, which must fit in a 60 Hz frame (16 ms). "To the next frame" adds the
+wait for the next animation frame, which includes vsync and is reported beside it.
+
 "Enabled form" is the first moment at which the panel's Save button exists and is not disabled
 and htmx has wired the form (htmx 4 marks an element it has processed with
 `data-htmx-powered`, after attaching its listeners). An init script, which runs in each
@@ -58,6 +64,34 @@ READY_SCRIPT = """
   document.addEventListener("DOMContentLoaded", () => setTimeout(check));
 })();
 """
+
+KEYSTROKE_TIMER = """() => {
+  const search = document.getElementById("disposition-search");
+  const select = document.getElementById("disposition");
+  window.__benchKeys = [];
+  let down = null;
+  search.addEventListener("keydown", (event) => { down = event.timeStamp; }, true);
+  // Added after the panel's own listener: it runs once the list is filtered.
+  search.addEventListener("input", () => {
+    if (down === null) return;
+    const start = down;
+    down = null;
+    void select.offsetHeight;  // the filter's style and layout, now rather than at the frame
+    const work = performance.now() - start;
+    requestAnimationFrame(() => setTimeout(() => {
+      window.__benchKeys.push({ work, frame: performance.now() - start });
+    }));
+  });
+  return select.options.length - 1;
+}"""
+# Resolves once `count` keystrokes are timed. A function, not wait_for_function's string: the
+# panel's CSP forbids the eval that polling a string would need.
+TIMED = """(count) => new Promise((resolve) => {
+  const check = () => (window.__benchKeys.length >= count ? resolve() : setTimeout(check, 1));
+  check();
+})"""
+# What agents type: whole words, partial ones, a space too many, and corrections.
+SEARCH_QUERIES = ["refund", "call back", "kyc  doc", "order st", "paymnt", "delivery - esc"]
 
 NAV_TIMING = """() => {
   const n = performance.getEntriesByType("navigation")[0];
@@ -215,6 +249,10 @@ def run(config: dict) -> dict:
             page.goto(next(urls))
             warm.append(_ready(page))
         context.close()
+
+        search = config.get("search_call")
+        if search:
+            result["search_keystrokes"] = keystrokes(browser, config, search)
         browser.close()
 
     for name, samples in (("cold", cold), ("warm", warm)):
@@ -235,6 +273,41 @@ def run(config: dict) -> dict:
             "samples_ms": [round(v, 1) for v in ready],
         }
     return result
+
+
+def keystrokes(browser, config: dict, call: dict, rounds: int = 3) -> dict:
+    """Queries typed into the search box of a long list, key by key, `rounds` times."""
+    context = browser.new_context()
+    context.add_init_script(READY_SCRIPT)
+    page = context.new_page()
+    url = launch_path(call["ucid"], call["agent"], call["did"], config["secret"])
+    page.goto(config["widget_url"] + url)
+    _ready(page)
+    options = page.evaluate(KEYSTROKE_TIMER)
+    box = page.locator("#disposition-search")
+    typed = 0
+    for _ in range(rounds):
+        for query in SEARCH_QUERIES:
+            box.focus()
+            for key in query:
+                page.keyboard.press("Space" if key == " " else key)
+                typed += 1
+                # One keystroke at a time: the next waits until this one has been timed.
+                page.evaluate(TIMED, typed)
+            page.keyboard.press("Escape")  # clears the search: not a keystroke measured
+    samples = page.evaluate("window.__benchKeys")
+    context.close()
+    work = [s["work"] for s in samples]
+    frame = [s["frame"] for s in samples]
+    return {
+        "dispositions": options,
+        "keystrokes": len(samples),
+        "work_p50_ms": round(median(work), 2),
+        "work_p95_ms": round(percentile(work, 95), 2),
+        "work_max_ms": round(max(work), 2),
+        "frame_p50_ms": round(median(frame), 1),
+        "frame_p95_ms": round(percentile(frame, 95), 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

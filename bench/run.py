@@ -430,7 +430,10 @@ def measure_browser(args: argparse.Namespace, running: Running, tmp: Path) -> di
         return {"skipped": "--no-browser"}
     if not shutil.which(args.chromium):
         return {"skipped": f"no Chromium at {args.chromium} (Debian: apt-get install chromium)"}
-    say(f"browser: first and repeat load, {args.browser_loads} loads cold and warm")
+    say(
+        f"browser: first and repeat load, {args.browser_loads} loads cold and warm, "
+        "search keystrokes"
+    )
     # Agents of their own, past those the save runs use (the simulator made enough of them).
     spare = running.agents[max(args.agents, args.error_agents) :]
     browser_config = {
@@ -439,6 +442,7 @@ def measure_browser(args: argparse.Namespace, running: Running, tmp: Path) -> di
         "chromium": args.chromium,
         "loads": args.browser_loads,
         "calls": [{"agent": a, **running.calls[a]} for a in spare],
+        "search_call": running.sim_info["search_call"],
     }
     (tmp / "browser.json").write_text(json.dumps(browser_config))
     done = subprocess.run(  # noqa: S603

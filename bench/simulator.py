@@ -36,6 +36,19 @@ DIRECT_USER = "direct"
 DIRECT_KEY = "direct-api-key-0123456789"
 DIDS = ("914071327663", "918069000000")
 DISPOSITIONS = ["Interested", "Not interested", "Call back later", "Wrong number", "Sale closed"]
+# A line with a long list, for the search box's time per keystroke: 25 topics x 20 results.
+SEARCH_DID = "918069500000"
+SEARCH_AGENT = "benchsearch"
+_TOPICS = ["Billing", "Refund", "Order", "Delivery", "Payment", "Account", "KYC", "Plan",
+           "Subscription", "Complaint", "Technical", "Warranty", "Service visit", "Address",
+           "Mobile number", "Email", "Password", "Card", "Loan", "Insurance", "Claim",
+           "Appointment", "Return", "Exchange", "Survey"]  # fmt: skip
+_RESULTS = ["enquiry", "resolved", "escalated", "pending", "callback requested",
+            "information shared", "request raised", "request cancelled", "status shared",
+            "documents requested", "documents received", "follow-up", "transferred",
+            "not interested", "interested", "wrong department", "customer disconnected",
+            "language barrier", "duplicate", "closed"]  # fmt: skip
+LONG_LIST = [f"{topic} - {result}" for topic in _TOPICS for result in _RESULTS]
 PAUSE_REASONS = ["Break", "Lunch", "Training", "Meeting", "Bio break"]
 
 
@@ -70,10 +83,11 @@ def build(latency: float, agents: int) -> tuple[Simulator, dict]:
         sim.add_account(
             user,
             key,
-            agents=set(names),
-            dids=set(DIDS),
+            agents={*names, SEARCH_AGENT} if user == WIDGET_USER else set(names),
+            dids={*DIDS, SEARCH_DID},
             dispositions=DISPOSITIONS,
             pause_reasons=PAUSE_REASONS,
+            did_dispositions={SEARCH_DID: LONG_LIST},
         )
 
     def calls(names: list[str]) -> dict[str, dict[str, str]]:
@@ -92,6 +106,12 @@ def build(latency: float, agents: int) -> tuple[Simulator, dict]:
         },
         "dids": list(DIDS),
         "dispositions": DISPOSITIONS,
+        "search_call": {
+            "agent": SEARCH_AGENT,
+            "ucid": sim.start_call(SEARCH_AGENT, SEARCH_DID).ucid,
+            "did": SEARCH_DID,
+            "dispositions": len(LONG_LIST),
+        },
         "pause_reasons": PAUSE_REASONS,
         "latency": latency,
     }
