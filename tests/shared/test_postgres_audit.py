@@ -97,10 +97,14 @@ def test_a_version_1_database_is_migrated_at_start_up(engine, tmp_path, request)
             conn.execute(V1_ROW)
     log = AuditLog(url, instance="widget-b")
     assert version(url) == SCHEMA_VERSION
-    entry = log.begin(attempt(ucid="u-new"))
+    entry = log.begin(attempt(ucid="u-new", callback_time="2026-11-29 10:30"))
     old, new = log.rows()
     assert (old["ucid"], old["instance"], old["outcome"]) == ("u-old", None, "saved")
+    assert (old["callback_time"], new["callback_time"]) == (None, "2026-11-29 10:30")
     assert (new["id"], new["instance"]) == (entry, "widget-b")
+    indexes = {index["name"] for index in inspect(log.engine).get_indexes("saves")}
+    assert "ix_saves_agent_did_started" in indexes  # what Recent reads through
+    assert log.recent_dispositions("agent1", DID) == ["Interested"]  # the version 1 row
     log.close()
     AuditLog(url).close()  # a second start finds nothing to do
     assert version(url) == SCHEMA_VERSION
