@@ -8,9 +8,13 @@ callbacks, so WIDGET_CALLBACK_DISPOSITIONS names them; by default, every name th
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 MAX_AHEAD = timedelta(days=30)
@@ -32,6 +36,22 @@ def normal_name(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
+@dataclass(frozen=True)
+class CallbackField:
+    dispositions: str  # JSON list of the names that need a time
+    zone: str
+    label: str
+    earliest: str  # datetime-local values: the field's min and max
+    latest: str
+
+
+@lru_cache(maxsize=256)
+def _needing(rule: CallbackRule, names: tuple[str, ...]) -> str:
+    """The names on the list that need a callback time, as JSON; "" when none does."""
+    needing = [name for name in names if rule.applies_to(name)]
+    return json.dumps(needing) if needing else ""
+
+
 class CallbackRule:
     def __init__(
         self,
@@ -44,6 +64,7 @@ class CallbackRule:
         self.zone_name = zone
         self.zone = ZoneInfo(zone)
         self._clock = clock
+        self._field: tuple[int, CallbackField] | None = None
 
     def applies_to(self, disposition: str) -> bool:
         if self.names:
@@ -62,12 +83,36 @@ class CallbackRule:
         name = at.tzname() or self.zone_name
         return f"UTC{name}" if name[:1] in "+-" else name
 
-    def earliest(self) -> datetime:
+    def earliest(self, now: datetime | None = None) -> datetime:
         """The first minute a callback may be set for: the next whole minute."""
-        return self.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+        now = now or self.now()
+        return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
-    def latest(self) -> datetime:
-        return self.now() + MAX_AHEAD
+    def latest(self, now: datetime | None = None) -> datetime:
+        return (now or self.now()) + MAX_AHEAD
+
+    def field(self, names: tuple[str, ...]) -> CallbackField | None:
+        """What the panel's callback field needs for this list, or None when no disposition
+        on it has callbacks. The list's part is worked out once per list, the clock's each
+        time."""
+        needing = _needing(self, names)
+        if not needing:
+            return None
+        # The limits move by the minute: a panel opened in the same minute reuses them.
+        minute = int(time.time() // 60)
+        kept = self._field
+        if kept is not None and kept[0] == minute and kept[1].dispositions == needing:
+            return kept[1]
+        now = self.now()
+        field = CallbackField(
+            dispositions=needing,
+            zone=self.zone_name,
+            label=self._label(now),
+            earliest=self.local_input(self.earliest(now)),
+            latest=self.local_input(self.latest(now)),
+        )
+        self._field = (minute, field)  # one assignment: threads see the old pair or the new
+        return field
 
     def read(self, value: str) -> datetime:
         """The agent's callback time (a datetime-local value, in the zone), checked: a time to

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from functools import lru_cache
 
 from flask import Blueprint, abort, current_app, g, make_response, render_template, request
 from flask.typing import ResponseReturnValue
@@ -73,9 +74,8 @@ def _render_form(call: Launch, token: str, template: str) -> ResponseReturnValue
     names = listing.names if listing.ok else None
     recent: tuple[str, ...] = ()
     if names:
-        offered = set(names)  # a name no longer on the list is not offered again
+        offered = _offered(names)  # a name no longer on the list is not offered again
         recent = tuple(n for n in _recent().get(call.agent_id, call.did) if n in offered)
-    callbacks = _callbacks()
     return render_template(
         template,
         call=call,
@@ -84,10 +84,14 @@ def _render_form(call: Launch, token: str, template: str) -> ResponseReturnValue
         dispositions=names,
         recent=recent,
         pause_reasons=settings.pause_reasons,
-        callbacks=callbacks,
-        callback_names=[n for n in names or () if callbacks.applies_to(n)],
-        search_from=SEARCH_FROM,
+        callback=_callbacks().field(names) if names else None,
+        searchable=len(names or ()) > SEARCH_FROM,
     )
+
+
+@lru_cache(maxsize=256)
+def _offered(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(names)
 
 
 @bp.get("/disposition")
