@@ -1,8 +1,10 @@
-// The demo CRM page: drive the simulated call and show the widget's postMessage events.
+// The demo CRM page: frame the widget with its embed.js, drive the simulated call, tell the
+// widget when the call ends, and show the widget's events.
 (function () {
   "use strict";
-  const widgetOrigin = document.body.dataset.widgetOrigin;
+  const body = document.body;
   let ucid = null;
+  let panel = null;
 
   function show(call) {
     ucid = call.ucid;
@@ -11,40 +13,50 @@
     document.getElementById("call-disposition").textContent = call.disposition || "none";
   }
 
-  async function post(path, body) {
+  async function post(path, data) {
     const options = { method: "POST" };
-    if (body) {
+    if (data) {
       options.headers = { "Content-Type": "application/json" };
-      options.body = JSON.stringify(body);
+      options.body = JSON.stringify(data);
     }
     const response = await fetch(path, options);
     if (!response.ok) throw new Error(path + ": HTTP " + response.status);
     return response.json();
   }
 
-  document.addEventListener("DOMContentLoaded", () => {
-    ucid = document.getElementById("call-ucid").textContent;
-    document.getElementById("hangup").addEventListener("click", async () => {
-      show(await post("/demo/calls/" + ucid + "/hangup"));
-    });
-    document.getElementById("expire").addEventListener("click", async () => {
-      show(await post("/demo/calls/" + ucid + "/expire-wrapup"));
-    });
-    document.getElementById("new-call").addEventListener("click", async () => {
-      const call = await post("/demo/calls", { did: document.getElementById("line").value });
-      show(call);
-      document.getElementById("widget").src = call.launch;
-    });
-  });
-
-  window.addEventListener("message", async (event) => {
-    // Trust only the widget's origin, and only our message type.
-    if (event.origin !== widgetOrigin) return;
-    const data = event.data;
-    if (!data || data.type !== "cloudagent-disposition") return;
+  function logEvent(data) {
     const item = document.createElement("li");
     item.textContent = JSON.stringify(data);
     document.getElementById("events").prepend(item);
-    if (ucid) show(await (await fetch("/demo/calls/" + ucid)).json());
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    ucid = document.getElementById("call-ucid").textContent;
+    panel = window.CloudAgentDisposition.mount("#widget-slot", {
+      src: body.dataset.launch,
+      onReady: logEvent,
+      onResize: (data) => {
+        document.getElementById("frame-height").textContent = data.height + " px";
+      },
+      onOutcome: async (data) => {
+        logEvent(data);
+        if (ucid) show(await (await fetch("/demo/calls/" + ucid)).json());
+      },
+    });
+    document.getElementById("hangup").addEventListener("click", async () => {
+      const call = await post("/demo/calls/" + ucid + "/hangup");
+      show(call);
+      panel.callEnded(call.wrapupSeconds); // what a CRM does on CloudAgent's call-end event
+    });
+    document.getElementById("expire").addEventListener("click", async () => {
+      show(await post("/demo/calls/" + ucid + "/expire-wrapup"));
+      panel.callEnded(0);
+    });
+    document.getElementById("new-call").addEventListener("click", async () => {
+      const theme = document.getElementById("dark").checked ? "dark" : "auto";
+      const call = await post("/demo/calls", { did: document.getElementById("line").value, theme });
+      show(call);
+      panel.open(call.launch);
+    });
   });
 })();

@@ -1,9 +1,11 @@
 // The panel's small behaviours: pause reason only while pausing, the comments counter,
-// searching a long list, the callback time, keyboard shortcuts, field error marks, and
-// telling the host page about each outcome.
+// searching a long list, the callback time, keyboard shortcuts, field error marks, and the
+// messages to and from the host page (docs/embedding.md): ready, resize and each outcome
+// out; the end of the call (a wrap-up countdown) and a prefill in.
 (function () {
   "use strict";
   const MESSAGE_TYPE = "cloudagent-disposition";
+  const HOST_TYPE = "cloudagent-disposition-host";
   const ERROR_FIELDS = ["disposition", "callback_time", "comments", "pause_reason"];
 
   function parentOrigins() {
@@ -14,18 +16,8 @@
       .filter((item) => /^https?:\/\/[^*\s]+$/.test(item));
   }
 
-  function tellHost(outcome) {
+  function post(message) {
     if (window.parent === window) return;
-    const message = {
-      type: MESSAGE_TYPE,
-      version: 1,
-      outcome: outcome.dataset.outcome,
-      resultUnknown: outcome.dataset.resultUnknown === "true",
-      ucid: outcome.dataset.ucid || null,
-      disposition: outcome.dataset.disposition || null,
-      callbackTime: outcome.dataset.callbackTime || null,
-      message: outcome.textContent.trim(),
-    };
     const allowed = parentOrigins();
     // Where the browser names the parent's origin (Chromium, Safari), address only that one
     // if it is allowed; elsewhere try each allowed origin: the browser drops the mismatches.
@@ -33,6 +25,22 @@
     const targets =
       ancestors && ancestors.length ? allowed.filter((o) => o === ancestors[0]) : allowed;
     for (const origin of targets) window.parent.postMessage(message, origin);
+  }
+
+  function tellHost(outcome) {
+    const message = {
+      type: MESSAGE_TYPE,
+      version: 1,
+      event: "outcome",
+      outcome: outcome.dataset.outcome,
+      resultUnknown: outcome.dataset.resultUnknown === "true",
+      ucid: outcome.dataset.ucid || null,
+      disposition: outcome.dataset.disposition || null,
+      callbackTime: outcome.dataset.callbackTime || null,
+      message: outcome.textContent.trim(),
+    };
+    post(message);
+    wrapup.settled(message.outcome);
   }
 
   function markErrors(form) {
@@ -229,6 +237,177 @@
     return { sync };
   }
 
+  // -- the wrap-up countdown (the host page says the call ended) ---------------------------
+
+  const wrapup = (function () {
+    let deadline = null;
+    let timer = null;
+    let warned = false;
+
+    function parts() {
+      return {
+        box: document.getElementById("wrapup"),
+        time: document.getElementById("wrapup-time"),
+        note: document.getElementById("wrapup-note"),
+      };
+    }
+
+    function show(seconds) {
+      const m = Math.floor(seconds / 60);
+      const s = seconds % 60;
+      return m + ":" + String(s).padStart(2, "0");
+    }
+
+    function tick() {
+      const { box, time, note } = parts();
+      const left = Math.max(0, Math.ceil((deadline - performance.now()) / 1000));
+      time.textContent = show(left);
+      // Polite, and twice only: the last ten seconds, then the end. Not every second.
+      if (left > 0 && left <= 10 && !warned) {
+        warned = true;
+        note.textContent = left + " seconds of wrap-up left.";
+      }
+      if (left === 0) {
+        clearInterval(timer);
+        timer = null;
+        box.classList.add("wrapup--over");
+        note.textContent =
+          "Wrap-up is over. CloudAgent may have closed the call; if so, a save now will " +
+          "say the call already has a disposition.";
+      }
+    }
+
+    return {
+      start(seconds) {
+        const { box, note } = parts();
+        if (!box) return;
+        clearInterval(timer);
+        deadline = performance.now() + seconds * 1000;
+        warned = false;
+        note.textContent = "";
+        box.classList.remove("wrapup--over");
+        box.hidden = false;
+        tick();
+        if (seconds > 0) timer = setInterval(tick, 250);
+      },
+      settled(outcome) {
+        // The disposition is recorded: the clock no longer matters.
+        if (!["queued", "saved", "already_disposed"].includes(outcome)) return;
+        const { box } = parts();
+        clearInterval(timer);
+        timer = null;
+        if (box) box.hidden = true;
+      },
+    };
+  })();
+
+  // -- a prefill from the host page ------------------------------------------------------
+
+  const touched = new Set(); // ids of the fields the agent has changed: a prefill leaves them
+  let filling = false; // the changes a prefill makes are not the agent's
+
+  function setField(field, value) {
+    if (!field || touched.has(field.id)) return;
+    if (field.type === "checkbox") field.checked = value;
+    else field.value = value;
+    // As if typed: the counter, the pause reason and the callback field follow.
+    filling = true;
+    try {
+      field.dispatchEvent(new Event("input", { bubbles: true }));
+      field.dispatchEvent(new Event("change", { bubbles: true }));
+    } finally {
+      filling = false;
+    }
+  }
+
+  function optionValue(select, value) {
+    // Only a value the list offers; anything else is ignored.
+    if (!select || typeof value !== "string" || !value) return null;
+    return Array.from(select.options).some((o) => o.value === value) ? value : null;
+  }
+
+  function prefill(form, data) {
+    const select = form.querySelector("#disposition");
+    if (select && !select.disabled) {
+      const disposition = optionValue(select, data.disposition);
+      if (disposition !== null) setField(select, disposition);
+    }
+    const comments = form.querySelector("#comments");
+    if (comments && typeof data.comments === "string") {
+      setField(comments, data.comments.slice(0, comments.maxLength));
+    }
+    const pause = form.querySelector("#pause");
+    if (pause && typeof data.pause === "boolean") setField(pause, data.pause);
+    const reason = optionValue(form.querySelector("#pause_reason"), data.pauseReason);
+    if (reason !== null) setField(form.querySelector("#pause_reason"), reason);
+    const when = form.querySelector("#callback_time");
+    const time =
+      typeof data.callbackTime === "string" &&
+      /^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}$/.exec(data.callbackTime.trim());
+    if (when && time) setField(when, time[0].replace(" ", "T"));
+  }
+
+  // -- messages from the host page -------------------------------------------------------
+
+  const waiting = []; // messages that came before the form was wired
+
+  function ignore(event, why) {
+    // Not an error: anything may post to a window. Said at debug level, for developers.
+    console.debug("cloudagent-disposition: ignored a message from " + event.origin + ": " + why);
+  }
+
+  function fromHost(event) {
+    if (event.source !== window.parent || window.parent === window) {
+      return ignore(event, "not from the page that frames the panel");
+    }
+    if (!parentOrigins().includes(event.origin)) {
+      return ignore(event, "its origin is not in WIDGET_FRAME_ANCESTORS");
+    }
+    const data = event.data;
+    if (!data || typeof data !== "object" || data.type !== HOST_TYPE || data.version !== 1) {
+      return ignore(event, "not a " + HOST_TYPE + " message of version 1");
+    }
+    if (!current) {
+      waiting.push(event);
+      return;
+    }
+    if (data.event === "call-ended") {
+      const seconds = data.wrapupSeconds;
+      if (!Number.isInteger(seconds) || seconds < 0 || seconds > 3600) {
+        return ignore(event, "wrapupSeconds must be a whole number from 0 to 3600");
+      }
+      wrapup.start(seconds);
+    } else if (data.event === "prefill") {
+      prefill(current.form, data);
+    } else {
+      ignore(event, "unknown event " + JSON.stringify(data.event));
+    }
+  }
+
+  window.addEventListener("message", fromHost);
+
+  // -- the panel's height, for a host that sizes the frame to fit --------------------------
+
+  let height = 0;
+  let sizing = false;
+
+  function sendHeight() {
+    sizing = false;
+    const now = Math.ceil(document.body.getBoundingClientRect().height);
+    if (now === height) return;
+    height = now;
+    post({ type: MESSAGE_TYPE, version: 1, event: "resize", height: now });
+  }
+
+  function watchHeight() {
+    if (typeof ResizeObserver === "undefined") return;
+    new ResizeObserver(() => {
+      if (sizing) return;
+      sizing = true;
+      requestAnimationFrame(sendHeight); // once a frame at most
+    }).observe(document.body);
+  }
+
   // -- wiring ----------------------------------------------------------------------------
 
   let current = null; // the wired form's behaviours, for the document-wide shortcuts
@@ -259,6 +438,12 @@
       update();
     }
     const finder = select && search && searchCount ? searchable(select, search, searchCount) : null;
+    for (const field of form.querySelectorAll("select, textarea, input")) {
+      // The agent's own changes, which a prefill must never overwrite.
+      const mark = () => filling || touched.add(field.id);
+      field.addEventListener("input", mark);
+      field.addEventListener("change", mark);
+    }
     if (select) callbackTime(form, select);
     form.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && save && !save.disabled) {
@@ -270,6 +455,13 @@
       }
     });
     current = { form, select };
+    if (save && save.hasAttribute("data-enable-when-ready")) {
+      // Usable from now on: the host hears of it first, then the agent can act.
+      post({ type: MESSAGE_TYPE, version: 1, event: "ready", ucid: form.dataset.ucid || null });
+      performance.mark("ready-posted");
+      save.disabled = false;
+    }
+    for (const event of waiting.splice(0)) fromHost(event);
   }
 
   function pickRecent(number) {
@@ -291,17 +483,45 @@
   });
 
   document.addEventListener("DOMContentLoaded", () => {
+    // htmx (loaded first) has processed the page by now: the form is ready to save.
     const form = document.getElementById("panel-form");
     if (form) wire(form);
-    // htmx (loaded first) has processed the page by now: the form is ready to save.
+    watchHeight();
     performance.mark("panel-ready");
   });
+
+  // Try again swaps in a new form: what the agent had typed in the old one goes with it.
+  let typed = null;
+
+  document.addEventListener("htmx:before:swap", (event) => {
+    const target = event.detail && event.detail.ctx && event.detail.ctx.target;
+    if (!target || target.id !== "panel-form") return;
+    typed = Array.from(target.querySelectorAll("select, textarea, input:not([type=hidden])"))
+      .filter((field) => field.id && field.id !== "disposition-search")
+      .map((field) => [field.id, field.type === "checkbox" ? field.checked : field.value]);
+  });
+
+  function restore(form) {
+    for (const [id, value] of typed || []) {
+      const field = form.querySelector("#" + CSS.escape(id));
+      if (!field || field.disabled) continue;
+      if (field.tagName === "SELECT" && !Array.from(field.options).some((o) => o.value === value)) {
+        continue; // not on the list any more
+      }
+      if (field.type === "checkbox") field.checked = value;
+      else field.value = value;
+      field.dispatchEvent(new Event("input", { bubbles: true }));
+      field.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+    typed = null;
+  }
 
   document.addEventListener("htmx:after:swap", (event) => {
     const target = event.detail && event.detail.ctx && event.detail.ctx.target;
     const form = document.getElementById("panel-form");
     if (target && target.id === "panel-form") {
-      wire(form); // the form was reloaded (Try again)
+      restore(form); // the form was reloaded (Try again), with what the agent typed
+      wire(form);
       return;
     }
     if (!target || target.id !== "status") return;

@@ -85,6 +85,13 @@ def server_env(upstream_url: str, data_dir: str | os.PathLike, **settings: str) 
     return env | widget_env(upstream_url, data_dir) | settings
 
 
+def marked_block(document: str, marker: str) -> str:
+    """The fenced block right after `<!-- marker -->` in a markdown document: its text."""
+    found = re.findall(rf"<!-- {re.escape(marker)} -->\n```[\w-]*\n(.*?)\n```\n", document, re.S)
+    assert len(found) == 1, f"expected one block marked {marker!r}, found {len(found)}"
+    return found[0]
+
+
 # -- the panel, as the CRM's iframe and htmx use it ---------------------------------------------
 
 
@@ -390,10 +397,11 @@ def outcome(frame) -> tuple[str, str]:
     return element.get_attribute("data-outcome"), element.inner_text()
 
 
-def received(page, count: int = 1) -> list:
-    """The messages the CRM page has received, once there are `count` of them."""
-    page.wait_for_function(f"window.received.length >= {count}")
-    return page.evaluate("window.received")
+def received(page, count: int = 1, event: str = "outcome") -> list:
+    """The CRM page's messages of one event (outcome by default), once there are `count`."""
+    found = f"window.received.filter((m) => m.data && m.data.event === {json.dumps(event)})"
+    page.wait_for_function(f"{found}.length >= {count}")
+    return page.evaluate(found)
 
 
 def choose(frame, disposition: str = "Interested", comments: str | None = None) -> None:

@@ -62,3 +62,18 @@ def test_a_bad_configuration_stops_start_up_with_one_line(tmp_path):
 def test_wsgi_exposes_the_app(tmp_path):
     result = run_wsgi({"WIDGET_DATA_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
+
+
+def test_the_demo_takes_a_call_on_a_line_in_a_theme_and_says_its_wrapup_time(tmp_path):
+    app = create_app({"WIDGET_DATA_DIR": str(tmp_path), "WIDGET_BIND": "127.0.0.1:8123"})
+    web = app.test_client()
+    made = web.post("/demo/calls", json={"did": "918069100000", "theme": "dark"})
+    assert made.status_code == 201
+    call = made.get_json()
+    assert "theme=dark" in call["launch"] and "did=918069100000" in call["launch"]
+    assert call["wrapupSeconds"] == app.extensions["simulator"].wrapup_seconds
+    for wrong in ({"did": "123"}, {"theme": "night"}):
+        assert web.post("/demo/calls", json=wrong).status_code == 400
+    page = web.get("/demo", base_url="http://localhost:8123")
+    assert "http://127.0.0.1:8123/embed.js" in page.get_data(as_text=True)
+    assert "script-src 'self' http://127.0.0.1:8123" in page.headers["Content-Security-Policy"]

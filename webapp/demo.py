@@ -12,6 +12,7 @@ from flask import Blueprint, abort, current_app, jsonify, redirect, render_templ
 from flask.typing import ResponseReturnValue
 
 from .panel.launch import signed_query
+from .panel.theme import THEMES
 from .simulator import Simulator
 from .simulator.state import SUPPORT_DID
 from .web import assets
@@ -37,7 +38,7 @@ def widget_origin() -> str:
     return f"http://127.0.0.1:{_port()}"
 
 
-def _call_json(ucid: str) -> dict[str, object]:
+def _call_json(ucid: str, theme: str = "auto") -> dict[str, object]:
     call = _simulator().get_call(ucid)
     if call is None:
         abort(404)
@@ -45,13 +46,17 @@ def _call_json(ucid: str) -> dict[str, object]:
         "ucid": call.ucid,
         "state": call.state,
         "disposition": call.disposition or call.queued,
-        "launch": launch_url(call.ucid, call.agent_id, call.did),
+        "launch": launch_url(call.ucid, call.agent_id, call.did, theme),
+        # The campaign's wrap-up time, which the CRM passes on when the call ends.
+        "wrapupSeconds": int(_simulator().wrapup_seconds),
     }
 
 
-def launch_url(ucid: str, agent_id: str, did: str) -> str:
+def launch_url(ucid: str, agent_id: str, did: str, theme: str = "auto") -> str:
     """What the CRM's server does: sign the call's parameters with the shared secret."""
     params = {"ucid": ucid, "agentID": agent_id, "did": did, "callerID": "+919800000000"}
+    if theme != "auto":
+        params["theme"] = theme
     query = signed_query(params, current_app.config["WIDGET"].launch_secret)
     return f"{widget_origin()}/disposition?{urlencode(query)}"
 
@@ -76,24 +81,30 @@ def page() -> ResponseReturnValue:
     call = _simulator().start_call(AGENT, DID)
     response = current_app.make_response(
         render_template(
-            "demo.html", call=_call_json(call.ucid), widget_origin=widget_origin(), lines=LINES
+            "demo.html",
+            call=_call_json(call.ucid),
+            widget_origin=widget_origin(),
+            lines=LINES,
+            theme="light",
         )
     )
     response.headers["Content-Security-Policy"] = content_security_policy(
         "'self'",
         frame_src=widget_origin(),
         style_hashes=assets.inline_css_hash(current_app.extensions["assets"]),
+        script_src=f"'self' {widget_origin()}",  # the widget's /embed.js
     )
     return response
 
 
 @bp.post("/demo/calls")
 def new_call() -> ResponseReturnValue:
-    did = (request.get_json(silent=True) or {}).get("did", DID)
-    if did not in LINES:
+    asked = request.get_json(silent=True) or {}
+    did, theme = asked.get("did", DID), asked.get("theme", "auto")
+    if did not in LINES or theme not in THEMES:
         abort(400)
     call = _simulator().start_call(AGENT, did)
-    return jsonify(_call_json(call.ucid)), 201
+    return jsonify(_call_json(call.ucid, theme)), 201
 
 
 @bp.get("/demo/calls/<ucid>")

@@ -11,11 +11,12 @@ from flask import Flask, request
 from markupsafe import escape
 from werkzeug.serving import make_server
 
-from tests.helpers import DID, LAUNCH_SECRET, ROOT, widget_env
+from tests.helpers import DID, LAUNCH_SECRET, ROOT, marked_block, widget_env
 from webapp import create_app
 from webapp.panel.launch import signed_query
 from webapp.simulator import ServerThread, Simulator, SimulatorServer, start_server
 
+EMBEDDING_GUIDE = (ROOT / "docs" / "embedding.md").read_text(encoding="utf-8")
 CHROMIUM = os.environ.get("WIDGET_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 ARGS = [
@@ -25,7 +26,8 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    "--host-resolver-rules=MAP crm.test 127.0.0.1, MAP widget.test 127.0.0.1",
+    "--host-resolver-rules=MAP crm.test 127.0.0.1, MAP widget.test 127.0.0.1, "
+    "MAP evil.test 127.0.0.1",
 ]
 
 
@@ -54,27 +56,63 @@ def browser():
         browser.close()
 
 
+def signed_link(sites, args) -> str:
+    """What the CRM's server does: the call's launch URL, signed (and the look asked for)."""
+    params = {"ucid": args["ucid"], "agentID": args.get("agent", "agent1")}
+    params |= {"did": args.get("did", DID), "callerID": "+919800000000"}
+    params |= {name: args[name] for name in ("theme", "accent") if name in args}
+    query = signed_query(params, LAUNCH_SECRET)
+    if args.get("tamper"):
+        query["ucid"] = "999" + query["ucid"]
+    return f"{sites.widget}/disposition?{urlencode(query)}"
+
+
 def host_app(sites) -> Flask:
-    """The CRM: signs a launch link on its server and frames the widget from the other site."""
+    """The CRM: signs a launch link on its server and frames the widget from the other site;
+    with ?evil=1 a third site's frame sits beside it. /embed-call is the guide's own host
+    page (docs/embedding.md), with embed.js."""
     app = Flask("crm")
 
     @app.get("/call")
     def call_page():
-        params = {"ucid": request.args["ucid"], "agentID": request.args.get("agent", "agent1")}
-        params |= {"did": request.args.get("did", DID), "callerID": "+919800000000"}
-        query = signed_query(params, LAUNCH_SECRET)
-        if request.args.get("tamper"):
-            query["ucid"] = "999" + query["ucid"]
-        src = f"{sites.widget}/disposition?{urlencode(query)}"
+        src = signed_link(sites, request.args)
         width = int(request.args.get("width", 360))
+        evil = (
+            f'<iframe id="evil" src="{sites.evil}/evil"></iframe>' if "evil" in request.args else ""
+        )
         return f"""<!doctype html><html lang="en">
 <head><title>CRM</title><link rel="icon" href="data:,"></head><body>
 <iframe id="widget" title="Call disposition" src="{escape(src)}"
-        style="width:{width}px;height:620px;border:0"></iframe>
+        style="width:{width}px;height:620px;border:0"></iframe>{evil}
 <script>
 window.received = [];
 window.addEventListener("message", (e) => window.received.push({{origin: e.origin, data: e.data}}));
 </script></body></html>"""
+
+    @app.get("/embed-call")
+    def embed_page():
+        page = marked_block(EMBEDDING_GUIDE, "embed: host page")
+        page = page.replace("https://widget.example.com", sites.widget)
+        page = page.replace("SIGNED_LAUNCH_URL", signed_link(sites, request.args))
+        page = page.replace("width: 360px", f"width: {int(request.args.get('width', 360))}px")
+        # To read in the tests: what the page's callbacks were given.
+        page = page.replace("<body>", "<body><script>window.received = [];</script>")
+        page = page.replace("onReady: () =>", "onReady: (m) => window.received.push(m) &&")
+        return page
+
+    return app
+
+
+def evil_app() -> Flask:
+    """Another site's frame on the CRM page: it posts to the widget's window, as any frame
+    can (the test calls window.attack(message))."""
+    app = Flask("evil")
+
+    @app.get("/evil")
+    def evil():
+        return """<!doctype html><html lang="en"><head><title>Ad</title></head><body>
+<script>window.attack = (m) => window.parent.frames[0].postMessage(m, "*");</script>
+</body></html>"""
 
     return app
 
@@ -88,15 +126,17 @@ class Sites:
         port = self.server.port
         self.crm = f"http://crm.test:{port}"
         self.widget = f"http://widget.test:{port}"
+        self.evil = f"http://evil.test:{port}"
         self.widget_app = create_app(
             widget_env(simulator_server.url, data_dir, WIDGET_FRAME_ANCESTORS=self.crm)
         )
         self.crm_app = host_app(self)
+        self.evil_app = evil_app()
         self.running = ServerThread(self.server)
 
     def __call__(self, environ, start_response):
-        host = environ.get("HTTP_HOST", "")
-        app = self.crm_app if host.startswith("crm.test") else self.widget_app
+        host = environ.get("HTTP_HOST", "").partition(":")[0]
+        app = {"crm.test": self.crm_app, "evil.test": self.evil_app}.get(host, self.widget_app)
         return app(environ, start_response)
 
 

@@ -1,5 +1,7 @@
 """The demo of `make run`: a CRM page on localhost framing the widget from 127.0.0.1."""
 
+import re
+
 import pytest
 from werkzeug.serving import make_server
 
@@ -30,7 +32,7 @@ def test_the_demo_page_frames_the_widget_from_another_site(browser, demo, shoot)
     try:
         page.goto(running.url + "/")  # 127.0.0.1: redirected to the localhost CRM page
         assert page.url.startswith("http://localhost:")
-        widget = page.frame_locator("#widget")
+        widget = page.frame_locator("#widget-slot iframe")
         widget.get_by_label("Disposition", exact=True).select_option("Sale closed")
         widget.get_by_role("button", name="Save disposition").click()
         widget.locator('[data-outcome="queued"]').wait_for()
@@ -41,6 +43,13 @@ def test_the_demo_page_frames_the_widget_from_another_site(browser, demo, shoot)
         page.get_by_role("button", name="Hang up").click()
         page.locator("#call-state", has_text="wrapup").wait_for()
         assert page.locator("#call-disposition").inner_text() == "Sale closed"
+        # The page passes the campaign's wrap-up time on: the panel counts it down.
+        timer = widget.get_by_role("timer", name=re.compile("^Wrap-up time left"))
+        timer.wait_for()
+        minutes, _, rest = timer.inner_text().split()[-1].partition(":")
+        shown = int(minutes) * 60 + int(rest)
+        assert 0 <= shown <= app.extensions["simulator"].wrapup_seconds
+        assert '"event":"ready"' in page.locator("#events").inner_text()
         shoot(page, "demo-crm-page")
 
         page.get_by_role("button", name="New call").click()

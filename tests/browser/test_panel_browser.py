@@ -32,6 +32,7 @@ def test_save_while_live_is_queued_and_the_host_page_is_told(page, sites, simula
     assert message["data"] == {
         "type": "cloudagent-disposition",
         "version": 1,
+        "event": "outcome",
         "outcome": "queued",
         "resultUnknown": False,
         "ucid": call.ucid,
@@ -231,3 +232,36 @@ def test_every_state_is_accessible_and_fits_a_narrow_side_bar(
         assert_accessible_and_narrow(frame_element, width, shoot, f"panel-{width}-{state}")
     finally:
         context.close()
+
+
+def test_try_again_brings_the_list_and_keeps_what_the_agent_typed(
+    page, sites, simulator, monkeypatch
+):
+    from webapp.cloudagent import client as client_module
+
+    monkeypatch.setattr(client_module, "UNREACHABLE_HOLD", 0.0)  # retry at once, not in 5 s
+    widget = sites.widget_app.extensions
+    widget["dispositions"].clear()  # the list must be fetched, and CloudAgent is down
+    monkeypatch.setattr(widget["cloudagent"], "base_url", "http://127.0.0.1:9")
+    call = simulator.start_call("agent1", DID)
+    page.goto(f"{sites.crm}/call?ucid={call.ucid}")
+    frame = page.frame_locator("#widget")
+    frame.get_by_role("button", name="Try again").wait_for()
+    expect(frame.get_by_role("button", name="Save disposition")).to_be_disabled()
+    frame.get_by_label("Comments").fill("Typed while the list was down")
+    frame.get_by_label("Pause after this call").check()
+    frame.get_by_label("Pause reason").select_option("Lunch")
+
+    monkeypatch.setattr(widget["cloudagent"], "base_url", sites.sim.url)  # CloudAgent is back
+    frame.get_by_role("button", name="Try again").click()
+    save = frame.get_by_role("button", name="Save disposition")
+    expect(save).to_be_enabled()
+    expect(frame.get_by_label("Comments")).to_have_value("Typed while the list was down")
+    expect(frame.get_by_label("Pause after this call")).to_be_checked()
+    expect(frame.get_by_label("Pause reason")).to_have_value("Lunch")
+    choose(frame)
+    save.click()
+    assert outcome(frame)[0] == "queued"
+    (ready,) = received(page, event="ready")  # once usable, not before
+    sent = simulator.get_call(call.ucid).attempts[-1].sent
+    assert (sent["comments"], sent["pauseReason"]) == ("Typed while the list was down", "Lunch")

@@ -2,6 +2,8 @@
 example is what webapp.panel.launch computes, and its postMessage fields are what panel.js sends."""
 
 import ast
+import base64
+import hashlib
 import json
 import os
 import re
@@ -240,7 +242,7 @@ def panel_message_keys():
 
 def test_the_documented_message_fields_are_the_ones_panel_js_sends():
     keys = panel_message_keys()
-    assert len(keys) == 8
+    assert len(keys) == 9
     example = json.loads(marked_block("postmessage: example")[1])
     assert list(example) == keys
     assert table_rows("| field | meaning |") == keys
@@ -264,3 +266,49 @@ def test_the_documented_outcomes_are_the_ones_the_panel_shows():
 def test_messages_never_go_to_every_origin():
     assert "postMessage(message, origin)" in PANEL_JS
     assert '"*")' not in PANEL_JS and "'*')" not in PANEL_JS
+
+
+EMBED_JS = (ROOT / "static" / "embed.js").read_bytes()
+PANEL_CSS = (ROOT / "static" / "panel.css").read_text(encoding="utf-8")
+
+
+def test_the_published_integrity_is_the_embed_scripts_own():
+    digest = base64.b64encode(hashlib.sha384(EMBED_JS).digest()).decode()
+    published = re.findall(r'integrity="sha384-([^"]+)"', DOC)
+    assert published and set(published) == {digest}
+    assert marked_block("embed: script")[0] == "html"
+    assert f'integrity="sha384-{digest}"' in marked_block("embed: host page")[1]
+
+
+def test_the_documented_events_are_the_ones_the_panel_sends_and_takes():
+    sent = re.findall(r'event: "([a-z-]+)"', PANEL_JS)
+    assert sorted(set(sent)) == sorted(table_rows("<!-- postmessage: events -->"))
+    taken = re.findall(r'data\.event === "([a-z-]+)"', PANEL_JS)
+    assert sorted(taken) == sorted(table_rows("<!-- host messages -->"))
+    # The host page's side: what embed.js listens for and sends.
+    embed = EMBED_JS.decode()
+    assert set(re.findall(r'data\.event === "([a-z-]+)"', embed)) == set(sent)
+    assert set(re.findall(r'event: "([a-z-]+)"', embed)) == set(taken)
+    for name in ("disposition", "comments", "pause", "pauseReason", "callbackTime"):
+        assert f"`{name}`" in DOC and f'"{name}"' in embed
+
+
+def test_the_documented_embed_calls_exist():
+    embed = EMBED_JS.decode()
+    for call in ("mount", "open", "callEnded", "prefill", "destroy"):
+        assert re.search(rf"\b{call}\b[:(]", embed), call
+    assert len(EMBED_JS) < 6000  # small: one request, nothing else to load
+
+
+def test_the_documented_theme_properties_are_the_stylesheets():
+    rows = table_rows("<!-- theme: properties -->")
+    names = []
+    for row in rows:
+        for name in re.findall(r"--[a-z-]+\*?", row.replace("`", "")):
+            if name.endswith("*"):
+                names += [f"{name[:-1]}{part}" for part in ("bg", "ink", "line")]
+            else:
+                names.append(name)
+    declared = set(re.findall(r"(--[a-z-]+):", PANEL_CSS))
+    assert names and set(names) <= declared, set(names) - declared
+    assert declared <= set(names), declared - set(names)  # every property is documented

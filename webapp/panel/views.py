@@ -21,12 +21,14 @@ from ..cloudagent import (
     Outcome,
 )
 from ..config import Settings
+from ..web.headers import policy_allowing_style
 from ..web.logs import annotate
 from . import context
 from .callbacks import CallbackRule
 from .forms import DispositionForm, csrf_token_for
 from .launch import Launch, LaunchError, verify
 from .recent import RecentChoices
+from .theme import accent_of, theme_of
 
 log = logging.getLogger("webapp.panel")
 
@@ -65,7 +67,7 @@ def _form(call: Launch, token: str) -> DispositionForm:
     )
 
 
-def _render_form(call: Launch, token: str, template: str) -> ResponseReturnValue:
+def _render_form(call: Launch, token: str, template: str, **page: object) -> str:
     cache: DispositionCache = current_app.extensions["dispositions"]
     listing = cache.get(call.agent_id, call.did, call.ucid)
     if not listing.ok:
@@ -86,6 +88,7 @@ def _render_form(call: Launch, token: str, template: str) -> ResponseReturnValue
         pause_reasons=settings.pause_reasons,
         callback=_callbacks().field(names) if names else None,
         searchable=len(names or ()) > SEARCH_FROM,
+        **page,
     )
 
 
@@ -108,7 +111,16 @@ def launch() -> ResponseReturnValue:
         # The reason goes to the log only; the page echoes nothing of the link.
         log.warning("launch refused: %s", refused)
         return render_template("forbidden.html"), 403
-    return _render_form(call, context.issue(call, settings.secret_key), "panel.html")
+    # The CRM's choice of look; a value the panel does not know is logged and ignored.
+    theme = theme_of(call.extra.get("theme"))
+    accent = accent_of(call.extra.get("accent"))
+    if call.extra.get("theme", theme) != theme or (call.extra.get("accent") and not accent):
+        log.warning("launch: theme or accent not understood, using the default look")
+    token = context.issue(call, settings.secret_key)
+    response = make_response(_render_form(call, token, "panel.html", theme=theme, accent=accent))
+    if accent is not None:
+        response.headers["Content-Security-Policy"] = policy_allowing_style(accent.csp_source)
+    return response
 
 
 def _outcome(

@@ -21,6 +21,10 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+# /embed.js keeps its URL across releases (CRM pages name it): cached an hour, revalidated
+# by its ETag. Its versioned URL, /assets/<hash>/embed.js, is cached for good.
+EMBED = "embed.js"
+EMBED_CACHE = "public, max-age=3600"
 INLINE_CSS = "panel.css"
 COMPRESSIBLE = (".js", ".css", ".svg", ".txt", ".json")
 
@@ -76,15 +80,30 @@ def inline_css() -> Markup:
     return Markup(_manifest()[INLINE_CSS].data.decode())  # noqa: S704
 
 
-@bp.get("/assets/<digest>/<path:filename>")
-def asset(digest: str, filename: str) -> ResponseReturnValue:
-    known = _manifest().get(filename)
-    if known is None or known.digest != digest:
-        abort(404)  # an old or made-up version: never serve other content under a hashed URL
+def _serve(known: Asset, cache: str) -> Response:
     gzipped = known.gzipped is not None and request.accept_encodings["gzip"] > 0
     response = Response(known.gzipped if gzipped else known.data, mimetype=known.mimetype)
     if gzipped:
         response.headers["Content-Encoding"] = "gzip"
     response.headers["Vary"] = "Accept-Encoding"
-    response.headers["Cache-Control"] = IMMUTABLE
+    response.headers["Cache-Control"] = cache
+    # Public files: a CRM page may load them with integrity and crossorigin="anonymous".
+    response.headers["Access-Control-Allow-Origin"] = "*"
     return response
+
+
+@bp.get("/assets/<digest>/<path:filename>")
+def asset(digest: str, filename: str) -> ResponseReturnValue:
+    known = _manifest().get(filename)
+    if known is None or known.digest != digest:
+        abort(404)  # an old or made-up version: never serve other content under a hashed URL
+    return _serve(known, IMMUTABLE)
+
+
+@bp.get("/embed.js")
+def embed() -> ResponseReturnValue:
+    """The host page's helper (docs/embedding.md), at the URL CRM pages name."""
+    known = _manifest()[EMBED]
+    response = _serve(known, EMBED_CACHE)
+    response.set_etag(f"{known.digest}-{response.headers.get('Content-Encoding', 'identity')}")
+    return response.make_conditional(request)

@@ -6,12 +6,15 @@ from flask import Flask, Response, current_app
 
 
 def content_security_policy(
-    frame_ancestors: str, frame_src: str = "'none'", style_hashes: str = ""
+    frame_ancestors: str,
+    frame_src: str = "'none'",
+    style_hashes: str = "",
+    script_src: str = "'self'",
 ) -> str:
     return "; ".join(
         (
             "default-src 'none'",
-            "script-src 'self'",
+            f"script-src {script_src}",
             f"style-src 'self' {style_hashes}".strip(),
             "img-src 'self' data:",
             "connect-src 'self'",
@@ -34,9 +37,17 @@ def secure_headers(response: Response) -> Response:
     return response
 
 
+def policy_allowing_style(source: str) -> str:
+    """The app's policy with one more inline stylesheet allowed (a page's own, by its hash)."""
+    settings = current_app.config["WIDGET"]
+    styles = f"{current_app.extensions['csp_style_hashes']} {source}"
+    return content_security_policy(settings.frame_ancestors_header, style_hashes=styles)
+
+
 def init_app(app: Flask, style_hashes: str) -> None:
     """Build the policy once; every response then only copies it."""
     settings = app.config["WIDGET"]
+    app.extensions["csp_style_hashes"] = style_hashes
     app.extensions["csp"] = content_security_policy(
         settings.frame_ancestors_header, style_hashes=style_hashes
     )
