@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlencode
 
+import brotli
 import pytest
 
 from tests.helpers import CRM_ORIGIN, DID, LAUNCH_SECRET, launch_path, outcome_of, widget_env
@@ -294,6 +295,26 @@ def test_pages_and_assets_are_gzipped_for_browsers_that_take_it(web, call):
     assert asset.headers["Content-Encoding"] == "gzip"
     assert hashlib.sha384(gzip.decompress(asset.data)).digest() == base64.b64decode(HTMX_SHA384)
     assert len(asset.data) < 15_000
+
+
+def test_our_scripts_and_styles_are_served_minified_and_brotli_compressed(web, panel):
+    """The repo keeps them readable; browsers get them small, and their integrity and CSP
+    hashes are over the bytes served."""
+    static = Path(__file__).resolve().parents[2] / "static"
+    css = re.search(r"<style>(.*?)</style>", panel.html, re.S).group(1)
+    assert "/*" not in css and "\n" not in css
+    assert len(css) < len((static / "panel.css").read_text()) * 0.9
+    url, integrity = re.search(
+        r'src="(/assets/[^"]+/panel\.js)"[^>]*integrity="sha384-([^"]+)"', panel.html
+    ).groups()
+    plain = web.get(url)
+    assert len(plain.data) < len((static / "panel.js").read_bytes()) * 0.8
+    assert base64.b64encode(hashlib.sha384(plain.data).digest()).decode() == integrity
+    packed = web.get(url, headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert packed.headers["Content-Encoding"] == "br"
+    assert brotli.decompress(packed.data) == plain.data
+    assert len(packed.data) < len(gzip.compress(plain.data, 9))
+    assert web.get(url, headers={"Accept-Encoding": "gzip"}).headers["Content-Encoding"] == "gzip"
 
 
 def test_htmx_is_the_exact_vendored_build(panel):

@@ -2,9 +2,11 @@
 
 `asset_url("panel.js")` is `/assets/<hash>/panel.js`: the URL changes whenever the file does,
 so browsers keep it for good and a repeat panel load fetches only the HTML. The files are
-small, so they are read once at start-up and served from memory, gzipped when the browser
-takes it. The panel's stylesheet is inlined in each page instead (one request fewer on the
-first load), allowed by its hash in the Content-Security-Policy.
+small, so they are read once at start-up, our own scripts and stylesheets minified (the repo
+keeps them readable, with their comments), and served from memory, compressed with Brotli or
+gzip when the browser takes it. The panel's stylesheet is inlined in each page instead (one
+request fewer on the first load), allowed by its hash in the Content-Security-Policy.
+Integrity hashes are over the bytes served.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 
+import brotli
+import rcssmin
+import rjsmin
 from flask import Blueprint, Response, abort, current_app, request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
@@ -27,6 +32,9 @@ EMBED = "embed.js"
 EMBED_CACHE = "public, max-age=3600"
 INLINE_CSS = "panel.css"
 COMPRESSIBLE = (".js", ".css", ".svg", ".txt", ".json")
+# Served as they are: the vendored build (already minified, its integrity published by its
+# authors) and embed.js (CRM pages pin the hash of the file in the repo, docs/embedding.md).
+AS_IS = ("vendor/", "embed.js")
 
 bp = Blueprint("assets", __name__)
 
@@ -38,21 +46,36 @@ class Asset:
     data: bytes
     gzipped: bytes | None
     mimetype: str
+    brotli: bytes | None = None
+
+
+def _minified(name: str, data: bytes) -> bytes:
+    if name.startswith(AS_IS):
+        return data
+    if name.endswith(".js"):
+        return rjsmin.jsmin(data.decode(), keep_bang_comments=True).encode()
+    if name.endswith(".css"):
+        return rcssmin.cssmin(data.decode(), keep_bang_comments=True).encode()
+    return data
 
 
 def build_manifest(folder: Path) -> dict[str, Asset]:
     """Read, hash and compress every file under the static folder once, at start-up."""
     manifest = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
+        name = path.relative_to(folder).as_posix()
+        data = _minified(name, path.read_bytes())
         sha384 = base64.b64encode(hashlib.sha384(data).digest()).decode()
-        packed = gzip.compress(data, 9, mtime=0) if path.suffix in COMPRESSIBLE else None
-        manifest[path.relative_to(folder).as_posix()] = Asset(
+        compressible = path.suffix in COMPRESSIBLE
+        packed = gzip.compress(data, 9, mtime=0) if compressible else None
+        squeezed = brotli.compress(data, quality=11) if compressible else None
+        manifest[name] = Asset(
             digest=hashlib.sha256(data).hexdigest()[:12],
             integrity=f"sha384-{sha384}",
             data=data,
             gzipped=packed if packed and len(packed) < len(data) else None,
             mimetype=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            brotli=squeezed if squeezed and len(squeezed) < len(data) else None,
         )
     return manifest
 
@@ -81,10 +104,16 @@ def inline_css() -> Markup:
 
 
 def _serve(known: Asset, cache: str) -> Response:
-    gzipped = known.gzipped is not None and request.accept_encodings["gzip"] > 0
-    response = Response(known.gzipped if gzipped else known.data, mimetype=known.mimetype)
-    if gzipped:
-        response.headers["Content-Encoding"] = "gzip"
+    accepted = request.accept_encodings
+    if known.brotli is not None and accepted["br"] > 0:
+        encoding, body = "br", known.brotli
+    elif known.gzipped is not None and accepted["gzip"] > 0:
+        encoding, body = "gzip", known.gzipped
+    else:
+        encoding, body = "", known.data
+    response = Response(body, mimetype=known.mimetype)
+    if encoding:
+        response.headers["Content-Encoding"] = encoding
     response.headers["Vary"] = "Accept-Encoding"
     response.headers["Cache-Control"] = cache
     # Public files: a CRM page may load them with integrity and crossorigin="anonymous".
