@@ -1,7 +1,10 @@
 """Production gunicorn settings. Requests mostly wait on CloudAgent, so threads, not processes,
 carry the concurrency: gthread workers, a few per core, many threads each."""
 
+import glob
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("WIDGET_BIND", "127.0.0.1:8000")
 worker_class = "gthread"
@@ -25,6 +28,23 @@ control_socket_disable = True
 # Each worker builds its own app: one requests.Session and SQLite connection per process.
 preload_app = False
 
+# Metrics (WIDGET_METRICS_TOKEN set): each worker writes its counts to files in one folder
+# that a scrape adds up, so any worker's /metrics speaks for the whole instance. Set before the
+# workers import prometheus_client; one folder per master unless the operator names one.
+_METRICS_DIR_OURS = False
+if os.environ.get("WIDGET_METRICS_TOKEN") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="widget-metrics-")
+    _METRICS_DIR_OURS = True
+
+
+def _metrics_dir():
+    return (
+        os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if os.environ.get("WIDGET_METRICS_TOKEN")
+        else None
+    )
+
+
 if not os.environ.get("WIDGET_CLOUDAGENT_USERNAME"):
     # Demo mode keeps the simulator's calls in process memory: one worker must serve them all.
     workers = 1
@@ -38,3 +58,24 @@ def when_ready(server):
             f"\n  Open the demo CRM page: http://localhost:{port}/demo\n",
             flush=True,
         )
+
+
+def on_starting(server):
+    directory = _metrics_dir()
+    if directory:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        # Counts of an earlier run of this master would be added to this one's.
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(stale)
+
+
+def child_exit(server, worker):
+    if _metrics_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _METRICS_DIR_OURS:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

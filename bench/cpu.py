@@ -87,6 +87,7 @@ def measure(info: dict, data_dir: Path, count: int) -> list[tuple[str, float]]:
             "WIDGET_LAUNCH_SECRET": LAUNCH_SECRET,
             "WIDGET_DATA_DIR": str(data_dir),
             "WIDGET_SAVES_PER_MINUTE": "10000",
+            "WIDGET_ALLOW_INSECURE": "1",  # the simulator on loopback speaks http://
         }
     )
     web = app.test_client()

@@ -114,6 +114,16 @@ def production_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture
+def retry_lists_at_once(monkeypatch):
+    """A list that failed to load is asked for again at once, not after its back-off: for
+    tests of Try again, which do not wait out the seconds an agent would."""
+    from webapp.cloudagent import cache, client
+
+    monkeypatch.setattr(cache, "FAILED_BACKOFF", 0.0)
+    monkeypatch.setattr(client, "UNREACHABLE_HOLD", 0.0)
+
+
 @pytest.fixture(scope="module")
 def quiet_werkzeug():
     """The in-process simulator's werkzeug access log: thousands of lines, no information."""

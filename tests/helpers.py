@@ -11,6 +11,7 @@ by name.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -26,7 +27,14 @@ import pytest
 import requests
 
 from bench.common import children, free_port
-from webapp.cloudagent import CloudAgentClient, RedisTokenStore, SqliteTokenStore
+from webapp.cloudagent import (
+    CloudAgentClient,
+    RedisTokenStore,
+    SqliteTokenStore,
+    Token,
+    TokenConflict,
+)
+from webapp.cloudagent.tokens import CONFLICT_HOLD
 from webapp.panel.launch import signed_query
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +83,7 @@ def widget_env(upstream_url: str, data_dir: str | os.PathLike, **extra: str) -> 
         "WIDGET_DATA_DIR": str(data_dir),
         "WIDGET_CLOUDAGENT_CONNECT_TIMEOUT": "30",
         "WIDGET_CLOUDAGENT_READ_TIMEOUT": str(READ_TIMEOUT),
+        "WIDGET_ALLOW_INSECURE": "1",  # the simulator on loopback speaks http://
     } | extra
 
 
@@ -422,3 +431,82 @@ def assert_accessible_and_narrow(frame_element, width: int, shoot, name: str) ->
     )
     assert overflow <= 0, f"horizontal scroll of {overflow}px at {width}px"
     shoot(frame_element, name)
+
+
+# -- token conflicts: the rule both token stores keep ------------------------------------------
+
+CONFLICT_ACCOUNT = "https://in1-ccaas-api.ozonetel.com|acme"
+
+
+class Minter:
+    """Mints numbered tokens valid for an hour of the test's clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.count = 0
+
+    def __call__(self) -> Token:
+        self.count += 1
+        return Token(f"t{self.count}", self.clock() + 3600)
+
+
+def conflict_errors(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.ERROR and "sign-in conflict" in r.getMessage()
+    ]
+
+
+def check_the_conflict_rule(store, clock: Clock, caplog) -> None:
+    """The rule every token store keeps (SQLite here, Redis in tests/shared)."""
+    mint = Minter(clock)
+    started = clock.now
+    first = store.replace(CONFLICT_ACCOUNT, None, mint)
+    clock.now += 60
+    # One token of ours refused as invalid: someone else may have signed in once. Mint.
+    second = store.replace(CONFLICT_ACCOUNT, first.value, mint, conflict=True)
+    assert (first.value, second.value) == ("t1", "t2")
+    assert store.conflict_until(CONFLICT_ACCOUNT) is None
+    # A slow process reporting the same old token again is not a second conflict.
+    assert store.replace(CONFLICT_ACCOUNT, first.value, mint, conflict=True) == second
+    clock.now += 60
+    with caplog.at_level(logging.ERROR, logger="webapp.cloudagent"):
+        with pytest.raises(TokenConflict) as held:
+            store.replace(CONFLICT_ACCOUNT, second.value, mint, conflict=True)
+        assert held.value.until == clock.now + CONFLICT_HOLD
+        assert store.conflict_until(CONFLICT_ACCOUNT) == clock.now + CONFLICT_HOLD
+        with pytest.raises(TokenConflict):  # every other caller meanwhile: no mint, no log
+            store.replace(CONFLICT_ACCOUNT, second.value, mint, conflict=True)
+    errors = conflict_errors(caplog)
+    assert len(errors) == 1, errors
+    assert "another system is minting tokens for the same account" in errors[0]
+    assert "Fix: let only this service sign in" in errors[0]
+    assert "acme" in errors[0] and "t2" not in errors[0]
+    assert mint.count == 2
+
+    # After the hold, one more try; its token refused too starts another hold.
+    clock.now += CONFLICT_HOLD + 1
+    assert store.conflict_until(CONFLICT_ACCOUNT) is None
+    third = store.replace(CONFLICT_ACCOUNT, second.value, mint, conflict=True)
+    assert third.value == "t3"
+    clock.now += 60
+    with pytest.raises(TokenConflict):
+        store.replace(CONFLICT_ACCOUNT, third.value, mint, conflict=True)
+    # Three attempts are the most an hour of conflicts gets: then none until the first
+    # of them leaves the hour, whatever the hold says.
+    clock.now += CONFLICT_HOLD + 1
+    with pytest.raises(TokenConflict) as held:
+        store.replace(CONFLICT_ACCOUNT, third.value, mint, conflict=True)
+    assert held.value.until == started + 3600
+    assert store.conflict_until(CONFLICT_ACCOUNT) == held.value.until
+    assert mint.count == 3 and store.mints_in_window(CONFLICT_ACCOUNT) == 3
+
+    # An hour after the last conflict the account is as if nothing happened: the other
+    # party stopped, so the new token stays good.
+    clock.now += 3600
+    assert store.conflict_until(CONFLICT_ACCOUNT) is None
+    fourth = store.replace(CONFLICT_ACCOUNT, third.value, mint, conflict=True)
+    assert fourth.value == "t4"
+    assert store.replace(CONFLICT_ACCOUNT, None, mint) == fourth
+    assert store.conflict_until(CONFLICT_ACCOUNT) is None

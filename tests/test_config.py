@@ -84,7 +84,8 @@ def test_a_bad_value_stops_start_up_naming_the_variable(change, variable):
 
 def test_signing_off_must_be_said_explicitly():
     assert load_settings(LIVE).launch_signing
-    assert not load_settings(LIVE | {"WIDGET_LAUNCH_SIGNING": "off"}).launch_signing
+    off = LIVE | {"WIDGET_LAUNCH_SIGNING": "off", "WIDGET_ALLOW_INSECURE": "1"}
+    assert not load_settings(off).launch_signing
 
 
 def test_a_missing_user_name_on_a_production_host_is_an_error_not_demo_mode():

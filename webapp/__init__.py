@@ -12,7 +12,7 @@ from . import demo, panel, stores
 from .audit.cli import audit as audit_command
 from .cloudagent import CloudAgentClient, make_session
 from .config import Settings, load_settings
-from .web import assets, compression, errors, headers, health, logs
+from .web import assets, compression, errors, headers, health, logs, metrics
 
 log = logging.getLogger("webapp")
 
@@ -45,7 +45,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         MAX_FORM_PARTS=50,
     )
     logs.init_app(app)
+    metrics.init_app(app, settings.metrics_token)
     app.extensions["cloudagent"] = _make_client(app, settings)
+    metrics.watch_tokens(app, app.extensions["cloudagent"])
     # Audit log, save limiter, dispositions cache, readiness: SQLite or Redis + PostgreSQL.
     stores.init_app(app, settings, app.extensions["cloudagent"])
     app.extensions["assets"] = assets.build_manifest(ROOT / "static")
@@ -71,13 +73,26 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         )
     if not settings.launch_signing:
         log.warning("WIDGET_LAUNCH_SIGNING=off: launch links are NOT verified")
+    if settings.allow_insecure and not settings.demo:
+        log.warning(
+            "WIDGET_ALLOW_INSECURE=1: insecure settings are allowed (launch links unsigned or "
+            "CloudAgent over http://); for development only"
+        )
     return app
 
 
 def _make_client(app: Flask, settings: Settings) -> CloudAgentClient:
+    counted = app.extensions.get("metrics")
     store = None
     if settings.cloudagent_auth == "token":
         store = stores.token_store(app, settings)
+    on_call = logs.record_upstream
+    if counted is not None:
+
+        def on_call(action: str, ms: float, status: int | None, fault: str | None) -> None:
+            logs.record_upstream(action, ms, status, fault)
+            counted.upstream_call(action, ms, status, fault)
+
     return CloudAgentClient(
         base_url=settings.cloudagent_url,
         username=settings.cloudagent_username,
@@ -87,7 +102,8 @@ def _make_client(app: Flask, settings: Settings) -> CloudAgentClient:
         session=make_session(settings.cloudagent_url),
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
-        on_call=logs.record_upstream,
+        on_call=on_call,
+        on_mint=counted.token_minted if counted is not None else None,
     )
 
 

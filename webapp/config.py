@@ -63,6 +63,9 @@ class Settings:
     # "callback"), and the zone CloudAgent reads callBackTime in.
     callback_dispositions: tuple[str, ...] = ()
     cloudagent_timezone: str = DEFAULT_TIMEZONE
+    allow_insecure: bool = False  # WIDGET_ALLOW_INSECURE=1: signing off or http:// allowed
+    # GET /metrics with "Authorization: Bearer <this>"; empty: no metrics, no endpoint.
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def frame_ancestors_header(self) -> str:
@@ -102,6 +105,18 @@ def _origin_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         default = {"http": ":80", "https": ":443"}[parts.scheme]
         origins.append(f"{parts.scheme}://{host.removesuffix(default)}")
     return tuple(origins)
+
+
+def _metrics_token(env: Mapping[str, str]) -> str:
+    value = env.get("WIDGET_METRICS_TOKEN", "")
+    if not value:
+        return ""
+    if len(value) < 16:
+        raise ConfigError("WIDGET_METRICS_TOKEN: too short, use at least 16 random characters")
+    if not all("!" <= c <= "~" for c in value):
+        # It travels in an Authorization header: printable ASCII, no spaces.
+        raise ConfigError("WIDGET_METRICS_TOKEN: letters, digits and punctuation only")
+    return value
 
 
 def redact_url(url: str) -> str:
@@ -248,6 +263,23 @@ def load_settings(
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
         raise ConfigError(f"WIDGET_CLOUDAGENT_URL: not an http(s) base URL: {url!r}")
 
+    # What would expose the account or the panels: refused outside demo mode unless said.
+    insecure = env.get("WIDGET_ALLOW_INSECURE", "").strip()
+    if insecure not in ("", "0", "1"):
+        raise ConfigError(f"WIDGET_ALLOW_INSECURE: '1' or unset, got {insecure!r}")
+    allow_insecure = insecure == "1"
+    if not demo and not allow_insecure:
+        if signing == "off":
+            raise ConfigError(
+                "WIDGET_LAUNCH_SIGNING: 'off' lets anyone open a panel for any call; "
+                "refused unless WIDGET_ALLOW_INSECURE=1"
+            )
+        if parts.scheme == "http":
+            raise ConfigError(
+                "WIDGET_CLOUDAGENT_URL: http:// sends the account's API key and tokens "
+                "unencrypted; use https://, or set WIDGET_ALLOW_INSECURE=1"
+            )
+
     auth = env.get("WIDGET_CLOUDAGENT_AUTH", "token").strip().lower() or "token"
     if auth not in ("token", "apikey"):
         raise ConfigError(f"WIDGET_CLOUDAGENT_AUTH: 'token' or 'apikey', got {auth!r}")
@@ -281,4 +313,6 @@ def load_settings(
         instance_name=_instance_name(env),
         callback_dispositions=_name_list(env, "WIDGET_CALLBACK_DISPOSITIONS") or (),
         cloudagent_timezone=_timezone(env),
+        allow_insecure=allow_insecure,
+        metrics_token=_metrics_token(env),
     )

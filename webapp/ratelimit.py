@@ -1,8 +1,10 @@
 """Per-agent limits on saves, counted where every worker process sees them.
 
-AuditRateLimiter counts for one host from the audit trail (no write of its own);
-RedisRateLimiter counts for every instance at once, in fixed windows (one INCR per save; at
-worst twice the limit across a window boundary, fine for stopping a runaway script).
+Each limiter's begin() records the save's audit row if the agent may save, or raises
+RateLimited. AuditRateLimiter counts for one host from the audit trail itself, in the same
+write as the row (exact, however many saves arrive at once); RedisRateLimiter counts for
+every instance at once, in fixed windows (one INCR per save; at worst twice the limit across a
+window boundary, fine for stopping a runaway script).
 """
 
 from __future__ import annotations
@@ -16,49 +18,55 @@ from typing import TYPE_CHECKING, Protocol
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
+
+from .audit import RateLimited
 
 if TYPE_CHECKING:
-    from .audit import AuditLog
+    from .audit import Attempt, AuditLog
 
 log = logging.getLogger("webapp")
 
 
 class RateLimiter(Protocol):
-    def hit(self, key: str) -> float:
-        """Count one event for `key`; 0 if allowed, else seconds until it would be."""
+    def begin(self, audit: AuditLog, attempt: Attempt) -> int:
+        """The attempt's audit row, if its agent may save now; else RateLimited."""
         ...
+
+    def ping(self) -> None: ...
+
+
+class _Counting:
+    """A limiter that counts on its own (hit), then writes the row."""
+
+    def hit(self, key: str) -> float:
+        raise NotImplementedError
+
+    def begin(self, audit: AuditLog, attempt: Attempt) -> int:
+        wait = self.hit(attempt.agent)
+        if wait:
+            raise RateLimited(wait)
+        return audit.begin(attempt)
 
 
 class AuditRateLimiter:
     """Single host: count the agent's saves in the audit trail, which records every save that
-    reaches this point anyway, so the limit costs one indexed read and no write. A sliding
-    window: the agent may save again when the oldest save in it is a window old."""
+    reaches this point anyway, in the write of the save's own row: one indexed read and no
+    write of its own. A sliding window: the agent may save again when the oldest save in it
+    is a window old."""
 
-    def __init__(
-        self, audit: AuditLog, *, limit: int, window: float, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, audit: AuditLog, *, limit: int, window: float) -> None:
         self.audit = audit
         self.limit = limit
         self.window = window
-        self.clock = clock
 
-    def hit(self, key: str) -> float:
-        now = self.clock()
-        try:
-            count, oldest = self.audit.saves_since(key, now - self.window)
-        except SQLAlchemyError:
-            # The audit log is down: the save will be refused by it, with its own message.
-            return 0.0
-        if count < self.limit or oldest is None:
-            return 0.0
-        return max(0.001, oldest + self.window - now)
+    def begin(self, audit: AuditLog, attempt: Attempt) -> int:
+        return audit.begin(attempt, limit=(self.limit, self.window))
 
     def ping(self) -> None:
         self.audit.ping()
 
 
-class MemoryRateLimiter:
+class MemoryRateLimiter(_Counting):
     """Counts in this process only: RedisRateLimiter's stand-in while Redis is unreachable."""
 
     def __init__(
@@ -85,7 +93,7 @@ class MemoryRateLimiter:
         pass
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(_Counting):
     """Fixed windows counted in Redis (INCR + EXPIRE in one MULTI/EXEC), shared by every
     instance: `<prefix><key>:<window number>`, expiring after two windows.
 

@@ -68,11 +68,15 @@ def shared_redis(app: Flask, settings: Settings) -> redis.Redis | None:
 
 def token_store(app: Flask, settings: Settings) -> TokenStore:
     client = shared_redis(app, settings)
+    counted = app.extensions.get("metrics")
+    on_conflict = counted.token_conflict if counted is not None else None
     if client is None:
-        return SqliteTokenStore(settings.data_dir / "tokens.sqlite3")
+        return SqliteTokenStore(settings.data_dir / "tokens.sqlite3", on_conflict=on_conflict)
     # The lock outlives the longest mint call, so it is never taken from a live minter.
     return RedisTokenStore(
-        client, lock_timeout=settings.connect_timeout + settings.read_timeout + 10
+        client,
+        lock_timeout=settings.connect_timeout + settings.read_timeout + 10,
+        on_conflict=on_conflict,
     )
 
 
@@ -80,6 +84,8 @@ def init_app(app: Flask, settings: Settings, cloudagent: CloudAgentClient) -> No
     """Make the audit log, the save limiter and the dispositions cache, and the readiness
     checks."""
     client = shared_redis(app, settings)
+    counted = app.extensions.get("metrics")
+    on_result = counted.cache_result if counted is not None else None
     url = settings.database_url or sqlite_url(settings.data_dir)
     try:
         app.extensions["audit"] = AuditLog(url, instance=settings.instance_name)
@@ -93,7 +99,10 @@ def init_app(app: Flask, settings: Settings, cloudagent: CloudAgentClient) -> No
             app.extensions["audit"], limit=settings.saves_per_minute, window=60
         )
         app.extensions["dispositions"] = DispositionCache(
-            cloudagent.fetch_dispositions, account=cloudagent.account, ttl=settings.dispositions_ttl
+            cloudagent.fetch_dispositions,
+            account=cloudagent.account,
+            ttl=settings.dispositions_ttl,
+            on_result=on_result,
         )
     else:
         app.extensions["save_limiter"] = RedisRateLimiter(
@@ -111,6 +120,7 @@ def init_app(app: Flask, settings: Settings, cloudagent: CloudAgentClient) -> No
             refresh_lock=max(
                 LIST_RETRY_AFTER, settings.connect_timeout + settings.read_timeout + 5
             ),
+            on_result=on_result,
         )
     readiness = {
         "audit_log": app.extensions["audit"].ping,

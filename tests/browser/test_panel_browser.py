@@ -2,6 +2,7 @@
 names as an agent would."""
 
 import threading
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -51,8 +52,10 @@ def test_hang_up_then_save_is_saved_and_a_second_save_already_disposed(page, sit
     save = frame.get_by_role("button", name="Save disposition")
     save.click()
     assert outcome(frame)[0] == "saved"
+    choose(frame, "Wrong number")  # too late to change it
     save.click()
     frame.locator('[data-outcome="already_disposed"]').wait_for()
+    assert "your earlier save of “Sale closed” went through" in outcome(frame)[1]
     assert [m["data"]["outcome"] for m in received(page, 2)] == ["saved", "already_disposed"]
 
 
@@ -126,6 +129,41 @@ def test_our_server_unreachable_says_the_result_is_unknown(page, sites, simulato
     assert kind == "unavailable" and "Result unknown" in text
     (message,) = received(page)
     assert (message["data"]["outcome"], message["data"]["resultUnknown"]) == ("unavailable", True)
+
+
+def test_a_save_whose_answer_the_browser_lost_is_reported_as_saved_on_the_retry(
+    page, sites, simulator
+):
+    """The server saved (CloudAgent has it), then the answer never reached the browser (a
+    proxy timeout): the agent saves again and is told the earlier save went through."""
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    simulator.hang_up(call.ucid)
+    choose(frame, "Sale closed", comments="Paid by card")
+    handled = []
+
+    def lose_the_answer(route):
+        # The server does all its work (sent from the test: only the browser resolves the
+        # sites' test names)...
+        url = route.request.url.replace(urlsplit(sites.widget).hostname, "127.0.0.1", 1)
+        handled.append(route.fetch(url=url).status)
+        route.abort("timedout")  # ...and the browser never sees its answer
+
+    page.route("**/disposition/save", lose_the_answer)
+    save = frame.get_by_role("button", name="Save disposition")
+    save.click()
+    kind, text = outcome(frame)
+    assert kind == "unavailable" and "Result unknown" in text
+    assert handled == [200] and simulator.get_call(call.ucid).disposition == "Sale closed"
+    page.unroute("**/disposition/save")
+
+    save.click()  # the form kept what the agent chose: the same save again
+    frame.locator('[data-outcome="saved"]').wait_for()
+    assert outcome(frame) == (
+        "saved",
+        "Saved. Your earlier save went through: CloudAgent already has this disposition.",
+    )
+    assert [m["data"]["outcome"] for m in received(page, 2)] == ["unavailable", "saved"]
 
 
 def test_the_button_is_disabled_while_saving(page, sites, simulator, monkeypatch):
@@ -235,11 +273,8 @@ def test_every_state_is_accessible_and_fits_a_narrow_side_bar(
 
 
 def test_try_again_brings_the_list_and_keeps_what_the_agent_typed(
-    page, sites, simulator, monkeypatch
+    page, sites, simulator, monkeypatch, retry_lists_at_once
 ):
-    from webapp.cloudagent import client as client_module
-
-    monkeypatch.setattr(client_module, "UNREACHABLE_HOLD", 0.0)  # retry at once, not in 5 s
     widget = sites.widget_app.extensions
     widget["dispositions"].clear()  # the list must be fetched, and CloudAgent is down
     monkeypatch.setattr(widget["cloudagent"], "base_url", "http://127.0.0.1:9")

@@ -2,11 +2,11 @@
 
 import itertools
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.helpers import Clock, FakeFetch, wait_for
 from webapp.cloudagent import DispositionCache, DispositionList, Outcome
+from webapp.cloudagent.cache import FAILED_BACKOFF
 
 OLD = DispositionList(names=("Old",))
 NEW = DispositionList(names=("New",))
@@ -59,11 +59,16 @@ def test_a_failed_refresh_keeps_the_stale_list_and_retries_later():
     wait_for(lambda: cache.get("a1", "did1", "u1") == NEW)
 
 
-def test_a_failed_first_load_is_not_cached():
-    fetch = FakeFetch(DOWN, OLD)
-    cache = DispositionCache(fetch, account="acme", ttl=300, clock=Clock(1000.0))
+def test_a_failed_first_load_is_kept_a_few_seconds_only():
+    fetch, clock = FakeFetch(DOWN, OLD), Clock(1000.0)
+    cache = DispositionCache(fetch, account="acme", ttl=300, clock=clock)
     assert cache.get("a1", "did1", "u1") == DOWN
-    assert cache.get("a1", "did1", "u1") == OLD
+    clock.now += FAILED_BACKOFF - 0.1
+    assert cache.get("a1", "did1", "u1") == DOWN  # not asked again at once
+    assert fetch.calls == 1
+    clock.now += 0.2
+    assert cache.get("a1", "did1", "u1") == OLD  # then asked again
+    assert fetch.calls == 2
 
 
 class Ticks:
@@ -99,10 +104,11 @@ def test_concurrent_first_loads_wait_for_one_fetch():
 
 
 def test_callers_waiting_on_a_failing_first_load_share_its_failure():
-    fetch = FakeFetch(DOWN)
-    cache = DispositionCache(fetch, account="acme", ttl=300, clock=time.monotonic)
+    fetch, clock = FakeFetch(DOWN), Clock(1000.0)
+    cache = DispositionCache(fetch, account="acme", ttl=300, clock=clock)
     results = get_while_the_first_fetch_waits(cache, fetch, 8)
     assert results == [DOWN] * 8
     assert fetch.calls == 1  # not eight fetches one after another
     fetch.results = [OLD]
+    clock.now += FAILED_BACKOFF
     assert cache.get("a", "did1", "u") == OLD  # a later caller (Try again) fetches anew

@@ -111,7 +111,7 @@ def test_save_while_live_is_queued_and_can_be_changed(panel, call, simulator):
 def test_save_after_hang_up_is_saved_then_already_disposed(panel, call, simulator):
     simulator.hang_up(call.ucid)
     assert outcome_of(panel.save()) == "saved"
-    assert outcome_of(panel.save()) == "already_disposed"
+    assert outcome_of(panel.save(disposition="Wrong number")) == "already_disposed"
 
 
 def test_an_agent_not_on_the_call_is_rejected(web, call, panels):
@@ -202,12 +202,10 @@ def test_an_expired_context_says_so(call, simulator, monkeypatch, panels, make_a
 
 
 def test_when_the_list_cannot_load_the_panel_says_so_and_offers_a_retry(
-    tmp_path, simulator, monkeypatch, panels
+    tmp_path, simulator, panels, retry_lists_at_once
 ):
-    from webapp.cloudagent import client as client_module
     from webapp.simulator import start_server
 
-    monkeypatch.setattr(client_module, "UNREACHABLE_HOLD", 0.0)  # retry at once, not in 5 s
     app = create_app(widget_env("http://127.0.0.1:9", tmp_path))
     web = app.test_client()
     call = simulator.start_call("agent1", DID)

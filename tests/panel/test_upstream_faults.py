@@ -42,7 +42,9 @@ def impatient(app):
 
 
 @pytest.mark.parametrize("kind", [*CANNED, "slow"])
-def test_a_failing_list_says_so_with_a_retry(web, simulator, call, kind, panels, impatient):
+def test_a_failing_list_says_so_with_a_retry(
+    web, simulator, call, kind, panels, impatient, retry_lists_at_once
+):
     simulator.add_fault("get", kind, delay=LATE if kind == "slow" else 0)
     with impatient():
         panel = panels.open(call.ucid)
@@ -137,13 +139,44 @@ def test_a_lost_answer_then_another_disposition_says_what_is_there(
     assert "your earlier save of “Sale closed”" in second.get_data(as_text=True)
 
 
-def test_already_disposed_without_a_lost_answer_stays_already_disposed(
-    web, simulator, call, panels
-):
+def test_already_disposed_by_someone_else_stays_already_disposed(simulator, call, panels, client):
+    """Disposed outside this service (CloudAgent's own screen, another system): the trail
+    holds no earlier save of this agent's, so the answer is CloudAgent's."""
     panel = panels.open(call.ucid)
     simulator.hang_up(call.ucid)
-    assert outcome_of(panel.save()) == "saved"
-    assert outcome_of(panel.save()) == "already_disposed"
+    elsewhere = client.set_disposition(
+        agent_id="agent1", did=DID, ucid=call.ucid, disposition="Sale closed"
+    )
+    assert elsewhere.kind == "saved"
+    response = panel.save(disposition="Sale closed")
+    assert outcome_of(response) == "already_disposed"
+    assert "earlier save" not in response.get_data(as_text=True)
+
+
+def test_a_save_again_after_it_went_through_says_so_and_another_is_already_disposed(
+    app, web, simulator, call, panels
+):
+    """The browser may lose the widget's answer after the save went through: saving again,
+    the agent hears that the earlier save went through, not "already disposed"."""
+    panel = panels.open(call.ucid)
+    simulator.hang_up(call.ucid)
+    assert outcome_of(panel.save(pause="y", pause_reason="Lunch")) == "saved"
+    again = panel.save(pause="y", pause_reason="Lunch")
+    assert outcome_of(again) == "saved"
+    assert "Your earlier save went through" in again.get_data(as_text=True)
+    changed = panel.save(disposition="Wrong number")
+    assert outcome_of(changed) == "already_disposed"
+    text = changed.get_data(as_text=True)
+    assert "your earlier save of “Interested” went through. Nothing was changed." in text
+    paused_differently = panel.save(pause="y", pause_reason="Break")
+    assert outcome_of(paused_differently) == "already_disposed"
+    rows = [(r["outcome"], r["reason"]) for r in app.extensions["audit"].rows()]
+    assert rows == [
+        ("saved", "saved"),
+        ("saved", "saved_earlier"),
+        ("already_disposed", "saved_earlier_other"),
+        ("already_disposed", "saved_earlier_other"),
+    ]
 
 
 def test_an_unreadable_answer_to_a_save_is_a_result_unknown(app, web, simulator, call, panels):
@@ -171,4 +204,6 @@ def test_a_lost_answer_overtaken_by_a_later_answered_save_is_not_claimed(
     assert simulator.get_call(call.ucid).disposition == "Wrong number"
     again = panel.save(disposition="Sale closed")
     assert outcome_of(again) == "already_disposed"
-    assert "earlier save" not in again.get_data(as_text=True)
+    text = again.get_data(as_text=True)
+    assert "“Sale closed”" not in text  # not claimed as saved: what went through is Y
+    assert "your earlier save of “Wrong number” went through" in text

@@ -68,7 +68,12 @@ def test_the_schema_is_created_on_postgresql_and_rows_round_trip(pg_url):
     )
     (row,) = log.rows()
     assert row["instance"] == "widget-a" and row["pause"] is True and row["latency_ms"] == 12.3
-    assert log.last_unknown("u1", "agent1", entry + 1) is None
+    earlier = log.earlier_attempt("u1", "agent1", entry + 1)
+    assert (earlier.outcome, earlier.pause_reason, earlier.disposition) == (
+        "queued",
+        "Lunch",
+        "Interested",
+    )
     columns = {c["name"] for c in inspect(log.engine).get_columns("saves")}
     assert "instance" in columns
     log.close()

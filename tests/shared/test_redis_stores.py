@@ -9,7 +9,15 @@ import time
 
 import pytest
 
-from tests.helpers import DID, READ_TIMEOUT, Clock, FakeFetch, save_many, wait_for
+from tests.helpers import (
+    DID,
+    READ_TIMEOUT,
+    Clock,
+    FakeFetch,
+    check_the_conflict_rule,
+    save_many,
+    wait_for,
+)
 from webapp.cloudagent import (
     CloudAgentClient,
     DispositionList,
@@ -114,6 +122,16 @@ def test_the_eleventh_attempt_in_a_rolling_hour_is_refused(redis):
         store.replace(ACCOUNT, "t9", lambda: Token("t10", clock.now + 3600))
     clock.now += 3600 - 10 * 60  # the first attempt leaves the window
     assert store.replace(ACCOUNT, "t9", lambda: Token("t10", clock.now + 3600)).value == "t10"
+
+
+def test_two_conflicts_in_an_hour_stop_minting_for_a_while(redis, caplog):
+    clock = Clock(time.time())
+    check_the_conflict_rule(RedisTokenStore(redis, clock=clock), clock, caplog)
+    # Shared: another instance sees the same state.
+    clock.now += 60
+    other = RedisTokenStore(redis, clock=clock)
+    assert other.conflict_until(ACCOUNT) is None
+    assert other.current(ACCOUNT).value == "t4"
 
 
 def test_one_mint_for_many_processes_sharing_redis(upstream, simulator, redis_url):

@@ -7,7 +7,15 @@
 - cli.py: `flask --app wsgi audit list|export`.
 """
 
-from .log import UNKNOWN, Attempt, AuditLog, AuditUnavailable, sqlite_url
+from .log import (
+    UNKNOWN,
+    Attempt,
+    AuditLog,
+    AuditUnavailable,
+    Earlier,
+    RateLimited,
+    sqlite_url,
+)
 from .schema import COLUMNS, SCHEMA_VERSION, SchemaError, prepare_schema
 
 __all__ = [
@@ -17,6 +25,8 @@ __all__ = [
     "Attempt",
     "AuditLog",
     "AuditUnavailable",
+    "Earlier",
+    "RateLimited",
     "SchemaError",
     "prepare_schema",
     "sqlite_url",

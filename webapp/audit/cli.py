@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -34,6 +35,22 @@ def _readable(row: dict[str, Any]) -> dict[str, Any]:
     return row | {"started_at": _iso(row["started_at"]), "finished_at": _iso(row["finished_at"])}
 
 
+# A cell a spreadsheet would run as a formula (CSV injection): it gets a leading quote.
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+# Characters that could forge or hide a line of the listing: shown escaped.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+def _shown(value: Any) -> str:
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
+
+
 def _write(rows: Any, fmt: str, out: TextIO) -> int:
     count = 0
     if fmt == "csv":
@@ -43,13 +60,14 @@ def _write(rows: Any, fmt: str, out: TextIO) -> int:
         row = _readable(row)
         count += 1
         if fmt == "csv":
-            writer.writerow(row)
+            writer.writerow({name: _cell(value) for name, value in row.items()})
         elif fmt == "jsonl":
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")  # JSON escapes controls
         else:
+            shown = {name: _shown(row[name]) for name in ("agent", "ucid", "outcome")}
             out.write(
-                f"{row['started_at']}  {row['agent']:<12} {row['ucid']:<20} "
-                f"{row['outcome']:<17} {row['disposition']}\n"
+                f"{row['started_at']}  {shown['agent']:<12} {shown['ucid']:<20} "
+                f"{shown['outcome']:<17} {_shown(row['disposition'])}\n"
             )
     return count
 

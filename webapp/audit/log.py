@@ -14,6 +14,7 @@ in the background for a while.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -31,13 +32,14 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
 from .groupcommit import GroupCommit
 from .schema import TEXT_LIMIT, prepare_schema, saves, short_error
-from .sqlite import sqlite_pragmas
+from .sqlite import private_database, sqlite_pragmas
 from .writelock import WriteLock
 
 log = logging.getLogger("webapp.audit")
@@ -51,13 +53,21 @@ _COMPLETE = update(saves).where(saves.c.id == bindparam("entry_id"))
 _SAVES_SINCE = select(func.count(), func.min(saves.c.started_at)).where(
     saves.c.agent == bindparam("agent"), saves.c.started_at > bindparam("since")
 )
-_LAST_UNKNOWN = (
-    select(saves.c.disposition, saves.c.outcome)
+_EARLIER = (
+    select(
+        saves.c.disposition,
+        saves.c.outcome,
+        saves.c.pause,
+        saves.c.pause_reason,
+        saves.c.callback_time,
+    )
     .where(
         saves.c.ucid == bindparam("ucid"),
         saves.c.agent == bindparam("agent"),
         saves.c.id < bindparam("before"),
         saves.c.finished_at.is_not(None),
+        # Attempts that may have changed what CloudAgent holds: refusals changed nothing.
+        saves.c.outcome.in_(("queued", "saved", UNKNOWN)),
     )
     .order_by(saves.c.id.desc())
     .limit(1)
@@ -76,7 +86,25 @@ _RECENT = (
     .limit(RECENT_SCAN)
 )
 
+# PostgreSQL: a save limit's count and row under one lock per agent, for the transaction.
+_AGENT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def _lock_key(agent: str) -> int:
+    return int.from_bytes(
+        hashlib.sha256(b"widget-rate:" + agent.encode()).digest()[:8], "big", signed=True
+    )
+
+
 RETRY_PENDING_FOR = 600.0  # seconds finish() keeps retrying a row the database refused
+
+
+class RateLimited(Exception):  # noqa: N818 (a refusal, not a fault)
+    """The agent has saved as often as the limit allows: `wait` seconds until the next."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"save limit reached, {wait:.1f} s to wait")
+        self.wait = wait
 
 
 class AuditUnavailable(Exception):
@@ -93,6 +121,26 @@ class Attempt:
     pause_reason: str
     request_id: str | None = None
     callback_time: str = ""  # as sent to CloudAgent, YYYY-MM-DD HH:MM
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """An earlier attempt on a call, as the audit trail keeps it."""
+
+    disposition: str
+    outcome: str
+    pause: bool
+    pause_reason: str
+    callback_time: str
+
+    def same_as(self, attempt: Attempt) -> bool:
+        """Whether it sent what `attempt` sends (comments aside: the trail does not keep them)."""
+        return (self.disposition, self.pause, self.pause_reason, self.callback_time) == (
+            attempt.disposition,
+            attempt.pause,
+            attempt.pause_reason or "",
+            attempt.callback_time or "",
+        )
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -123,11 +171,12 @@ class AuditLog:
                 },
             }
         self.engine: Engine = create_engine(url, **options)
+        self._postgres = self.engine.dialect.name == "postgresql"
         # PostgreSQL queues concurrent writers well by itself; SQLite takes one at a time.
         self._group: GroupCommit | None = None
         if self.engine.dialect.name == "sqlite":
             database = Path(self.engine.url.database or ".")
-            database.parent.mkdir(parents=True, exist_ok=True)
+            private_database(database)
             event.listen(self.engine, "connect", sqlite_pragmas)
             lock = WriteLock(database.with_name(database.name + ".lock"))
             self._group = GroupCommit(self.engine, lock.held)
@@ -153,11 +202,18 @@ class AuditLog:
         with self.engine.connect() as conn:
             conn.execute(select(func.count()).select_from(saves)).scalar()
 
-    def begin(self, attempt: Attempt) -> int:
+    def begin(self, attempt: Attempt, limit: tuple[int, float] | None = None) -> int:
         """Record an attempt before calling CloudAgent; its outcome reads `unknown` until
-        finish() is called."""
+        finish() is called.
+
+        With `limit` (saves, seconds), only if the agent has started fewer than that many
+        attempts in the last that many seconds; else RateLimited (nothing recorded). The
+        count and the row are one write: SQLite takes one writer at a time on the host, and
+        PostgreSQL locks the agent for the transaction, so the limit is exact however many
+        saves arrive at once."""
+        now = time.time()
         values = dict(
-            started_at=time.time(),
+            started_at=now,
             request_id=attempt.request_id,
             agent=attempt.agent,
             ucid=attempt.ucid,
@@ -169,15 +225,30 @@ class AuditLog:
             instance=self.instance,
             callback_time=attempt.callback_time or None,
         )
+
+        def write(conn: Connection) -> tuple[int, float]:
+            """(the row's id, 0), or (0, seconds to wait) with nothing written."""
+            if limit is not None:
+                most, window = limit
+                if self._postgres:
+                    conn.execute(_AGENT_LOCK, {"key": _lock_key(attempt.agent)})
+                params = {"agent": attempt.agent, "since": now - window}
+                count, oldest = conn.execute(_SAVES_SINCE, params).one()
+                if count >= most and oldest is not None:
+                    return 0, max(0.001, oldest + window - now)
+            return int(conn.execute(_BEGIN, values).inserted_primary_key[0]), 0.0
+
         try:
-            return int(
-                self._write(lambda conn: conn.execute(_BEGIN, values).inserted_primary_key[0])
-            )
+            result = self._write(write)
         except (SQLAlchemyError, OSError) as error:  # OSError: the host's write lock
             log.error(
                 "audit log unreachable (%s): save refused before CloudAgent", short_error(error)
             )
             raise AuditUnavailable(str(error)) from error
+        entry, wait = result
+        if wait:
+            raise RateLimited(wait)
+        return entry
 
     def finish(
         self,
@@ -256,12 +327,6 @@ class AuditLog:
             retrier.join(timeout=10)
         self.engine.dispose()
 
-    def saves_since(self, agent: str, since: float) -> tuple[int, float | None]:
-        """How many attempts the agent started since `since`, and when the oldest started."""
-        with self.engine.connect() as conn:
-            count, oldest = conn.execute(_SAVES_SINCE, {"agent": agent, "since": since}).one()
-        return int(count), oldest
-
     def recent_dispositions(self, agent: str, did: str, limit: int = 5) -> list[str]:
         """The agent's last distinct dispositions on this DID that CloudAgent took (queued or
         saved), newest first."""
@@ -269,15 +334,23 @@ class AuditLog:
             rows = conn.execute(_RECENT, {"agent": agent, "did": did}).scalars()
             return list(dict.fromkeys(rows))[:limit]
 
-    def last_unknown(self, ucid: str, agent: str, before: int) -> str | None:
-        """The disposition of this agent's latest earlier finished attempt on the call, if
-        that attempt's result is unknown (its answer was lost). A later attempt that CloudAgent
-        answered, whatever it said, means the unknown one is no longer the latest word."""
+    def earlier_attempt(self, ucid: str, agent: str, before: int) -> Earlier | None:
+        """This agent's latest attempt on the call before row `before` that went through or
+        may have (queued, saved, or unknown): what it sent and what became of it. A later
+        one that went through supersedes an earlier one whose answer was lost."""
         params = {"ucid": ucid, "agent": agent, "before": before}
         try:
             with self.engine.connect() as conn:
-                row = conn.execute(_LAST_UNKNOWN, params).first()
-                return row.disposition if row is not None and row.outcome == UNKNOWN else None
+                row = conn.execute(_EARLIER, params).first()
+            if row is None:
+                return None
+            return Earlier(
+                disposition=row.disposition,
+                outcome=row.outcome,
+                pause=bool(row.pause),
+                pause_reason=row.pause_reason or "",
+                callback_time=row.callback_time or "",
+            )
         except SQLAlchemyError as error:
             # CloudAgent has answered: report its answer as is rather than fail.
             log.error(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -34,3 +37,23 @@ def enable_wal(conn: sqlite3.Connection | sqlite3.Cursor, timeout: float = 30.0)
             if "locked" not in str(error) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.01)
+
+
+def private_database(path: Path) -> None:
+    """Create the database file readable by the service's user only, before SQLite opens it:
+    SQLite gives its -wal and -shm files the main file's permissions, so they are private from
+    the first write on. A new data folder is created 0700; files an older release left more
+    open are closed up."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _create_private(path)
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists():
+            os.chmod(file, 0o600)
+
+
+def _create_private(path: Path) -> None:
+    """A new, empty file 0600; an existing one is left alone. Never an open() and close() of a
+    file SQLite may hold in this process: closing any descriptor of a file drops every POSIX
+    lock the process holds on it, SQLite's included."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))

@@ -30,7 +30,13 @@ __all__ = ["LIST_RETRY_AFTER", "DispositionCache", "RedisDispositionCache"]
 log = logging.getLogger("webapp.cloudagent")
 
 LIST_RETRY_AFTER = 30.0  # seconds between refresh attempts while a list fails to load
+# Seconds a list that could not be loaded at all is answered from that failure, not fetched
+# again: panels opened meanwhile, and requests that would fetch it, cost CloudAgent nothing.
+FAILED_BACKOFF = 5.0
 Fetch = Callable[[str, str, str], DispositionList]
+# Told how each lookup was answered: "hit", "stale" (served while refreshed), "miss" (fetched
+# from CloudAgent) or "error" (no list to give).
+OnResult = Callable[[str], None]
 
 
 @dataclass
@@ -48,28 +54,37 @@ class DispositionCache:
         account: str,
         ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        on_result: OnResult | None = None,
     ) -> None:
         self._fetch = fetch
         self.account = account
         self.ttl = ttl
         self.clock = clock
+        self.on_result = on_result
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = threading.Lock()
         self._loading: dict[tuple[str, str], threading.Lock] = {}
-        self._failed: dict[tuple[str, str], tuple[DispositionList, int]] = {}
+        self._failed: dict[tuple[str, str], tuple[DispositionList, int, float]] = {}
         self._ticks = itertools.count()  # orders callers and failures (clocks may tie)
 
     def get(self, agent_id: str, did: str, ucid: str) -> DispositionList:
+        result, how = self._get(agent_id, did, ucid)
+        if self.on_result is not None:
+            self.on_result(how)
+        return result
+
+    def _get(self, agent_id: str, did: str, ucid: str) -> tuple[DispositionList, str]:
         key = (self.account, did)
         with self._lock:
             entry = self._entries.get(key)
-            if entry and self.clock() - entry.loaded_at >= self.ttl and not entry.refreshing:
+            stale = entry is not None and self.clock() - entry.loaded_at >= self.ttl
+            if entry and stale and not entry.refreshing:
                 entry.refreshing = True
                 threading.Thread(
                     target=self._refresh, args=(key, agent_id, did, ucid), daemon=True
                 ).start()
             if entry:
-                return entry.value
+                return entry.value, ("stale" if stale else "hit")
             loading = self._loading.setdefault(key, threading.Lock())
             asked = next(self._ticks)
         with loading:  # one first load per key; the others wait for it and read its result
@@ -77,19 +92,20 @@ class DispositionCache:
                 entry = self._entries.get(key)
                 failed = self._failed.get(key)
             if entry:
-                return entry.value
-            if failed and failed[1] > asked:
-                # The load this caller waited for failed: share its answer rather than queue
-                # one more fetch behind it. A caller arriving later (Try again) fetches anew.
-                return failed[0]
+                return entry.value, "hit"
+            if failed and (failed[1] > asked or self.clock() - failed[2] < FAILED_BACKOFF):
+                # The load this caller waited for failed, or one failed a moment ago: share
+                # its answer rather than ask again. After the back-off, a caller (Try again)
+                # fetches anew.
+                return failed[0], "error"
             result = self._fetch(agent_id, did, ucid)
             with self._lock:
                 if result.ok:
                     self._entries[key] = _Entry(result, self.clock())
                     self._failed.pop(key, None)
                 else:
-                    self._failed[key] = (result, next(self._ticks))
-            return result
+                    self._failed[key] = (result, next(self._ticks), self.clock())
+            return result, ("miss" if result.ok else "error")
 
     def _refresh(self, key: tuple[str, str], agent_id: str, did: str, ucid: str) -> None:
         try:
@@ -152,7 +168,9 @@ class RedisDispositionCache:
         keep: float = 7 * 24 * 3600.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        on_result: OnResult | None = None,
     ) -> None:
+        self.on_result = on_result
         self._fetch = fetch
         self.account = account
         self.redis = redis
@@ -168,6 +186,7 @@ class RedisDispositionCache:
         self._local: dict[str, _Local] = {}
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
+        self._failed: dict[str, tuple[DispositionList, float]] = {}  # per DID: (answer, when)
 
     def ping(self) -> None:
         try:
@@ -176,9 +195,16 @@ class RedisDispositionCache:
             raise StoreUnavailable(f"redis: {error}") from error
 
     def get(self, agent_id: str, did: str, ucid: str) -> DispositionList:
+        result, how = self._get(agent_id, did, ucid)
+        if self.on_result is not None:
+            self.on_result(how)
+        return result
+
+    def _get(self, agent_id: str, did: str, ucid: str) -> tuple[DispositionList, str]:
         local = self._local.get(did)  # a dict read is atomic: no lock on the common path
         if local and self.monotonic() - local.checked < self.local_ttl:
-            return local.value  # the common case: memory only, no network
+            # The common case: memory only, no network.
+            return local.value, self._age(local.loaded_at)
         try:
             shared = self._read(did)
         except RedisError as error:
@@ -189,8 +215,11 @@ class RedisDispositionCache:
                 self._local[did] = _Local(value, loaded_at, self.monotonic())
             if self.clock() - loaded_at >= self.ttl:
                 self._refresh_shared(did, (agent_id, did, ucid))
-            return value
+            return value, self._age(loaded_at)
         return self._first_load(did, (agent_id, did, ucid))
+
+    def _age(self, loaded_at: float) -> str:
+        return "stale" if self.clock() - loaded_at >= self.ttl else "hit"
 
     # -- Redis -------------------------------------------------------------------------------
 
@@ -251,14 +280,17 @@ class RedisDispositionCache:
         except RedisError as error:
             log.warning("dispositions for did %s: not written to Redis (%s)", did, error)
 
-    def _first_load(self, did: str, args: tuple[str, str, str]) -> DispositionList:
+    def _first_load(self, did: str, args: tuple[str, str, str]) -> tuple[DispositionList, str]:
         with self._lock:
             loading = self._loading.setdefault(did, threading.Lock())
         with loading:  # one first load per process; its other threads read the result
             with self._lock:
                 local = self._local.get(did)
+                failed = self._failed.get(did)
             if local and self.monotonic() - local.checked < self.local_ttl:
-                return local.value
+                return local.value, "hit"
+            if failed and self.monotonic() - failed[1] < FAILED_BACKOFF:
+                return failed[0], "error"  # failed a moment ago: not asked again yet
             claimed = False
             try:
                 shared = self._read(did)
@@ -271,14 +303,17 @@ class RedisDispositionCache:
             if shared is not None:
                 with self._lock:
                     self._local[did] = _Local(shared[0], shared[1], self.monotonic())
-                return shared[0]
+                return shared[0], "hit"
             result = self._fetch(*args)
             if result.ok:
                 self._store(did, result)
+                self._failed.pop(did, None)
+            else:
+                self._failed[did] = (result, self.monotonic())
             if claimed:
                 with contextlib.suppress(RedisError):
                     self.redis.delete(self._load_prefix + did)
-            return result
+            return result, ("miss" if result.ok else "error")
 
     def _wait_for_other(self, did: str) -> tuple[DispositionList, float] | None:
         """Another process loads `did`: wait for its result while it holds the claim."""
@@ -296,14 +331,14 @@ class RedisDispositionCache:
 
     def _without_redis(
         self, did: str, local: _Local | None, error: Exception, args: tuple[str, str, str]
-    ) -> DispositionList:
+    ) -> tuple[DispositionList, str]:
         log.warning("dispositions for did %s: Redis unreachable (%s), using memory", did, error)
         if local is None:
             result = self._fetch(*args)
             if result.ok:
                 with self._lock:
                     self._local[did] = _Local(result, self.clock(), self.monotonic())
-            return result
+            return result, ("miss" if result.ok else "error")
         with self._lock:
             local.checked = self.monotonic()  # try Redis again after local_ttl, not every load
             stale = self.clock() - local.loaded_at >= self.ttl and not local.refreshing
@@ -313,7 +348,7 @@ class RedisDispositionCache:
             threading.Thread(
                 target=self._refresh_local, args=(did, local, args), daemon=True
             ).start()
-        return local.value
+        return local.value, self._age(local.loaded_at)
 
     def _refresh_local(self, did: str, local: _Local, args: tuple[str, str, str]) -> None:
         try:

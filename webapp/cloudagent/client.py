@@ -31,6 +31,7 @@ from .tokens import (
     MintFailed,
     StoreUnavailable,
     Token,
+    TokenConflict,
     TokenStore,
     token_expiry,
 )
@@ -109,9 +110,11 @@ class CloudAgentClient:
         connect_timeout: float = 3.05,
         read_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
-        on_call: Callable[[str, float, int | None], None] | None = None,
+        on_call: Callable[[str, float, int | None, str | None], None] | None = None,
+        on_mint: Callable[[], None] | None = None,
     ) -> None:
-        """`on_call(action, milliseconds, http_status or None)` is told of every upstream call."""
+        """`on_call(action, milliseconds, http_status or None, fault or None)` is told of
+        every upstream call (`fault`: see `fault_of`); `on_mint()` of every token minted."""
         if auth not in ("token", "apikey"):
             raise ValueError(f"auth must be 'token' or 'apikey', not {auth!r}")
         if auth == "token" and token_store is None:
@@ -125,13 +128,22 @@ class CloudAgentClient:
         self.timeout = (connect_timeout, read_timeout)
         self.clock = clock
         self.on_call = on_call
+        self.on_mint = on_mint
         self.account = f"{self.base_url}|{username}"
         self._token: Token | None = None  # this process's copy of the shared token
+        self._blocked_until = 0.0  # a sign-in conflict seen by this process holds until then
 
     def __repr__(self) -> str:
         return f"CloudAgentClient({self.base_url!r}, username={self.username!r}, auth={self.auth})"
 
     # -- the two actions ---------------------------------------------------------------------
+
+    def sign_in_conflict(self) -> float | None:
+        """While another system's sign-ins hold this service's back: until when (epoch
+        seconds). Raises StoreUnavailable if the token store does not answer."""
+        if self.token_store is None:
+            return None
+        return self.token_store.conflict_until(self.account)
 
     def fetch_dispositions(self, agent_id: str, did: str, ucid: str) -> DispositionList:
         """The account's disposition names (action=get), straight from CloudAgent."""
@@ -208,14 +220,19 @@ class CloudAgentClient:
         a refused request was not carried out). At most one mint per call: a token minted
         for this call and refused too ends it. A refused token that was only this process's
         stale copy costs no mint, so then the stored one is tried as well."""
+        if self.auth == "token" and self.clock() < self._blocked_until:
+            # A sign-in conflict holds minting back: the token we hold is dead, so sending it
+            # would cost CloudAgent a call for nothing.
+            return _unavailable(CONFLICT_MESSAGE, "token_conflict")
         refused: str | None = None
+        conflict = False
         for _attempt in range(3):
             headers = {"Content-Type": "application/json"}
             minted = False
             if self.auth == "apikey":
                 headers["apiKey"] = self._api_key
             else:
-                got = self._bearer(refused)
+                got = self._bearer(refused, conflict)
                 if isinstance(got, Outcome):
                     return got
                 token, minted = got
@@ -226,6 +243,8 @@ class CloudAgentClient:
             if minted and refused is not None:
                 break  # a token minted because of a refusal was refused as well
             refused = token.value
+            # "Invalid Token" (not "Token Expired"): someone else may have minted since.
+            conflict = reply.token_invalid
         return refusal_outcome(reply)
 
     def _post(
@@ -235,7 +254,8 @@ class CloudAgentClient:
         result = self._send(action, path, body, headers, started)
         if self.on_call is not None:
             status = result.http_status if isinstance(result, Reply) else None
-            self.on_call(action, (time.perf_counter() - started) * 1000, status)
+            ms = (time.perf_counter() - started) * 1000
+            self.on_call(action, ms, status, fault_of(result))
         return result
 
     def _send(
@@ -256,7 +276,8 @@ class CloudAgentClient:
                 headers={**self.session.headers, **headers},
                 json=body,
             )
-            response = self.session.send(request, timeout=self.timeout)
+            # Never followed: a redirect would carry the API key or token to another URL.
+            response = self.session.send(request, timeout=self.timeout, allow_redirects=False)
             raw = response.text
         except requests.ConnectionError as exc:
             ms = (time.perf_counter() - started) * 1000
@@ -275,6 +296,13 @@ class CloudAgentClient:
         except requests.RequestException as exc:
             log.warning("cloudagent %s: request failed: %s", action, exc)
             return _unavailable(_LOST_ANSWER, "lost_answer")
+        if response.is_redirect or 300 <= response.status_code < 400:
+            log.warning(
+                "cloudagent %s: answered HTTP %s (a redirect, not followed)",
+                action,
+                response.status_code,
+            )
+            raw = ""  # a fault like any other: no JSON body to read
         reply = parse_reply(response.status_code, raw)
         # DEBUG: the request's own log line already lists each call, its status and time.
         log.debug(
@@ -287,7 +315,7 @@ class CloudAgentClient:
         )
         return reply
 
-    def _bearer(self, refused: str | None) -> tuple[Token, bool] | Outcome:
+    def _bearer(self, refused: str | None, conflict: bool = False) -> tuple[Token, bool] | Outcome:
         """A token to send (and whether it was minted just now), or why there is none."""
         now = self.clock()
         if refused is None and self._token and self._token.fresh(now):
@@ -304,7 +332,10 @@ class CloudAgentClient:
             if stored and stored.value != refused and stored.fresh(now):
                 self._token = stored
                 return stored, False
-            self._token = self.token_store.replace(self.account, refused, mint)
+            self._token = self.token_store.replace(self.account, refused, mint, conflict=conflict)
+        except TokenConflict as held:
+            self._blocked_until = held.until
+            return _unavailable(CONFLICT_MESSAGE, "token_conflict")
         except StoreUnavailable as down:
             if refused is None and self._token and now < self._token.expires_at:
                 return self._token, False  # due for renewal, still valid: better than failing
@@ -357,8 +388,29 @@ class CloudAgentClient:
                 hold=CREDENTIALS_HOLD if refused else FAILURE_HOLD,
             )
         log.info("cloudagent: minted a new token for %s", self.username)
+        if self.on_mint is not None:
+            self.on_mint()
         token = token.strip()
         return Token(token, token_expiry(token, self.clock()))
+
+
+def fault_of(result: Reply | Outcome) -> str | None:
+    """What went wrong with an upstream call, in a word (None: it was answered in good
+    order, refusals included): unreachable, lost_answer, redirect, http_4xx, http_5xx,
+    unreadable (not a JSON object), token_refused, upstream_error."""
+    if isinstance(result, Outcome):
+        return result.reason
+    if 300 <= result.http_status < 400:
+        return "redirect"
+    if result.http_status >= 400:
+        return f"http_{result.http_status // 100}xx"
+    if result.body is None:
+        return "unreadable"
+    if result.token_refused:
+        return "token_refused"
+    if result.status.lower() == "error":
+        return "upstream_error"
+    return None
 
 
 _HELD = {
@@ -366,6 +418,11 @@ _HELD = {
     "cooldown": "holding back after a failed attempt",
     "lock": "another process held the token lock for too long",
 }
+CONFLICT_MESSAGE = (
+    "Saving is blocked: another system keeps signing in to this CloudAgent account, which "
+    "signs this service out. Nothing was saved. Tell your supervisor; it clears by itself "
+    "once only this service signs in."
+)
 _LOST_ANSWER = (
     "CloudAgent did not answer in time, so the result is unknown. "
     "Save again: if it was already recorded, you will be told."

@@ -17,6 +17,7 @@ __all__ = [
     "DISPOSITION_MAX",
     "QUEUED",
     "REJECTED",
+    "RESULT_UNKNOWN",
     "SAVED",
     "UNAVAILABLE",
     "Outcome",
@@ -27,6 +28,9 @@ SAVED = "saved"
 ALREADY_DISPOSED = "already_disposed"
 REJECTED = "rejected"
 UNAVAILABLE = "unavailable"
+# Reasons after which CloudAgent may or may not have applied the Set: no answer in time, or
+# one nobody could read (a gateway's 502 page may follow a Set that went through).
+RESULT_UNKNOWN = ("lost_answer", "bad_response")
 
 RAW_LIMIT = 2000  # characters of an upstream body kept for the log
 DISPOSITION_MAX = 250  # the Set API's limit on a disposition name
@@ -79,6 +83,11 @@ class Reply:
     def token_refused(self) -> bool:
         """True for the answers that mean our bearer token was not accepted."""
         return not self.succeeded and _normal(self.text) in TOKEN_REFUSALS
+
+    @property
+    def token_invalid(self) -> bool:
+        """Refused as invalid rather than expired: the token was replaced by a newer mint."""
+        return not self.succeeded and _normal(self.text) == "invalid token"
 
 
 def parse_reply(http_status: int, raw: str) -> Reply:

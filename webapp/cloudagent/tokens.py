@@ -13,6 +13,7 @@ worker that minted its own token would log every other worker out. Two stores, o
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -30,6 +31,7 @@ import redis
 from redis.exceptions import LockError, RedisError
 
 __all__ = [
+    "TokenConflict",
     "MintBudgetExhausted",
     "MintFailed",
     "RedisTokenStore",
@@ -46,6 +48,11 @@ TOKEN_LIFETIME = 3600.0  # CloudAgent's documented lifetime, used when a token's
 MINT_BUDGET = 10  # mint attempts allowed per account in any rolling MINT_WINDOW
 MINT_WINDOW = 3600.0
 REFRESH_MARGIN = 120.0  # replace a token this long before it expires
+# A token of ours refused as invalid (not expired) means another party minted for the
+# account: each of its mints signs us out, and ours sign it out. Counted once per token.
+CONFLICT_WINDOW = 3600.0
+CONFLICT_HOLD = 900.0  # after the second conflict in the window: no mint for this long
+CONFLICT_BUDGET = 3  # mint attempts in MINT_WINDOW while any conflict is in the window
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,43 @@ class StoreUnavailable(Exception):
     """The shared store (Redis) did not answer: nothing was read, minted or sent."""
 
 
+class TokenConflict(Exception):  # noqa: N818 (a state of the account, not a fault of ours)
+    """Another party keeps minting tokens for the account: no mint until `until` (epoch
+    seconds), so the two do not sign each other out all hour."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__(f"sign-in conflict, not minting until {until:.0f}")
+        self.until = until
+
+
+def _fingerprint(token: str) -> str:
+    """Names a token in the conflict log without keeping it."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def _conflict_rule(times: list[float], now: float) -> tuple[float | None, int | None]:
+    """From the conflicts in the window: until when minting is held (None: it is not), and
+    the mint budget (None: the usual one)."""
+    recent = [t for t in times if now - t < CONFLICT_WINDOW]
+    if not recent:
+        return None, None
+    hold = max(recent) + CONFLICT_HOLD if len(recent) >= 2 else None
+    return (hold if hold is not None and hold > now else None), CONFLICT_BUDGET
+
+
+def _log_conflict(account: str, until: float) -> None:
+    log.error(
+        "cloudagent: sign-in conflict on the CloudAgent account %s: a token this service "
+        "minted was refused as invalid twice within the hour, so another system is minting "
+        "tokens for the same account (each of its mints signs this service out, and each of "
+        "ours signs it out). Not minting until %s UTC; saves are refused meanwhile. Fix: let "
+        "only this service sign in with the account's API key (stop the other installation "
+        "or script, or give it a CloudAgent account of its own).",
+        account.rpartition("|")[2],
+        time.strftime("%H:%M:%S", time.gmtime(until)),
+    )
+
+
 def account_key(account: str) -> str:
     """A short, stable name for an account (whose string holds a URL) in shared-store keys."""
     return hashlib.sha256(account.encode()).hexdigest()[:32]
@@ -105,9 +149,25 @@ class TokenStore(Protocol):
 
     def current(self, account: str) -> Token | None: ...
 
-    def replace(self, account: str, refused: str | None, mint: Callable[[], Token]) -> Token:
+    def replace(
+        self,
+        account: str,
+        refused: str | None,
+        mint: Callable[[], Token],
+        *,
+        conflict: bool = False,
+    ) -> Token:
         """Return a usable token, minting one with `mint` only if the stored one is missing,
-        near expiry, or is `refused`. Raises MintBudgetExhausted or MintFailed."""
+        near expiry, or is `refused`. `conflict`: `refused` was refused as invalid (another
+        party minted). Raises MintBudgetExhausted, MintFailed or TokenConflict."""
+        ...
+
+    def conflict_until(self, account: str) -> float | None:
+        """While a sign-in conflict holds minting back: until when (epoch seconds)."""
+        ...
+
+    def mint_budget_left(self, account: str) -> int:
+        """Mint attempts still allowed in the rolling window (fewer during a conflict)."""
         ...
 
 
@@ -122,16 +182,27 @@ class SqliteTokenStore:
         window: float = MINT_WINDOW,
         lock_timeout: float = 60.0,
         clock: Callable[[], float] = time.time,
+        on_conflict: Callable[[], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.budget = budget
         self.window = window
         self.lock_timeout = lock_timeout
         self.clock = clock
+        self.on_conflict = on_conflict
         self._local = threading.local()
         # Threads of one process queue here first, so only one of them polls SQLite's lock.
         self._mint_lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # It holds a live credential: the service's user only, from the first write on (SQLite
+        # gives its -wal and -shm files the main file's permissions). A new folder is 0700.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created only if new: closing a descriptor would drop SQLite's locks on it.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        for suffix in ("", "-wal", "-shm"):
+            file = self.path.with_name(self.path.name + suffix)
+            if file.exists():
+                os.chmod(file, 0o600)  # as an older release may have left them
         with self._connect() as db:
             db.executescript(
                 """
@@ -141,9 +212,11 @@ class SqliteTokenStore:
                 CREATE TABLE IF NOT EXISTS mint_log (
                     account TEXT NOT NULL, at REAL NOT NULL,
                     counted INTEGER NOT NULL, hold REAL NOT NULL);
+                CREATE TABLE IF NOT EXISTS conflicts (
+                    account TEXT NOT NULL, token TEXT NOT NULL, at REAL NOT NULL,
+                    PRIMARY KEY (account, token));
                 """
             )
-        os.chmod(self.path, 0o600)  # it holds a live credential
 
     def _connect(self) -> sqlite3.Connection:
         # One connection per thread and process: sqlite3 connections must not cross a fork.
@@ -177,6 +250,16 @@ class SqliteTokenStore:
             .fetchone()[0]
         )
 
+    def _oldest_attempt(self, account: str) -> float:
+        return (
+            self._connect()
+            .execute(
+                "SELECT MIN(at) FROM mint_log WHERE account = ? AND at > ? AND counted",
+                (account, self.clock() - self.window),
+            )
+            .fetchone()[0]
+        )
+
     def _cooling_down(self, account: str) -> bool:
         return bool(
             self._connect()
@@ -187,12 +270,37 @@ class SqliteTokenStore:
             .fetchone()[0]
         )
 
-    def replace(self, account: str, refused: str | None, mint: Callable[[], Token]) -> Token:
+    def _conflicts(self, account: str) -> list[float]:
+        rows = self._connect().execute(
+            "SELECT at FROM conflicts WHERE account = ? AND at > ?",
+            (account, self.clock() - CONFLICT_WINDOW),
+        )
+        return [row[0] for row in rows]
+
+    def mint_budget_left(self, account: str) -> int:
+        _hold, conflict_budget = _conflict_rule(self._conflicts(account), self.clock())
+        return max(0, (conflict_budget or self.budget) - self.mints_in_window(account))
+
+    def conflict_until(self, account: str) -> float | None:
+        now = self.clock()
+        hold, budget = _conflict_rule(self._conflicts(account), now)
+        if hold is None and budget is not None and self.mints_in_window(account) >= budget:
+            hold = self._oldest_attempt(account) + self.window
+        return hold
+
+    def replace(
+        self,
+        account: str,
+        refused: str | None,
+        mint: Callable[[], Token],
+        *,
+        conflict: bool = False,
+    ) -> Token:
         with self._mint_lock:
             db = self._connect()
             db.execute("BEGIN IMMEDIATE")  # waits while another process mints
             try:
-                token = self._replace_locked(db, account, refused, mint)
+                token = self._replace_locked(db, account, refused, mint, conflict)
             except BaseException:
                 db.execute("COMMIT")  # keep the recorded attempt
                 raise
@@ -200,12 +308,34 @@ class SqliteTokenStore:
             return token
 
     def _replace_locked(
-        self, db: sqlite3.Connection, account: str, refused: str | None, mint: Callable[[], Token]
+        self,
+        db: sqlite3.Connection,
+        account: str,
+        refused: str | None,
+        mint: Callable[[], Token],
+        conflict: bool,
     ) -> Token:
         now = self.clock()
         stored = self.current(account)
         if stored and stored.value != refused and stored.fresh(now):
             return stored  # someone else minted while we waited
+        new_conflict = False
+        if conflict and stored and stored.value == refused and now < stored.expires_at:
+            new_conflict = (
+                db.execute(
+                    "INSERT OR IGNORE INTO conflicts VALUES (?, ?, ?)",
+                    (account, _fingerprint(refused), now),
+                ).rowcount
+                == 1
+            )
+            db.execute("DELETE FROM conflicts WHERE at <= ?", (now - CONFLICT_WINDOW,))
+        if new_conflict and self.on_conflict is not None:
+            self.on_conflict()
+        hold = self.conflict_until(account)
+        if hold is not None:
+            if new_conflict:
+                _log_conflict(account, hold)
+            raise TokenConflict(hold)
         if self.mints_in_window(account) >= self.budget:
             raise MintBudgetExhausted("budget")
         if self._cooling_down(account):
@@ -252,6 +382,7 @@ class RedisTokenStore:
         lock_timeout: float = 30.0,
         lock_wait: float | None = None,
         clock: Callable[[], float] = time.time,
+        on_conflict: Callable[[], None] | None = None,
     ) -> None:
         self.redis = client
         self.budget = budget
@@ -259,6 +390,7 @@ class RedisTokenStore:
         self.lock_timeout = lock_timeout  # > one mint call: connect + read timeouts
         self.lock_wait = lock_timeout + 5 if lock_wait is None else lock_wait
         self.clock = clock
+        self.on_conflict = on_conflict
         self._mint_lock = threading.Lock()
 
     @staticmethod
@@ -269,6 +401,7 @@ class RedisTokenStore:
             "lock": f"widget:token-lock:{key}",
             "mints": f"widget:mints:{key}",
             "hold": f"widget:mint-hold:{key}",
+            "conflicts": f"widget:token-conflicts:{key}",
         }
 
     def ping(self) -> None:
@@ -295,7 +428,49 @@ class RedisTokenStore:
         until = self.redis.get(self.keys(account)["hold"])
         return until is not None and float(until) > self.clock()
 
-    def replace(self, account: str, refused: str | None, mint: Callable[[], Token]) -> Token:
+    def _conflicts(self, account: str) -> list[float]:
+        key = self.keys(account)["conflicts"]
+        found = self.redis.zrangebyscore(
+            key, self.clock() - CONFLICT_WINDOW, "+inf", withscores=True
+        )
+        return [score for _member, score in found]
+
+    def _conflict_block(self, account: str) -> float | None:
+        now = self.clock()
+        hold, budget = _conflict_rule(self._conflicts(account), now)
+        if hold is None and budget is not None and self.mints_in_window(account) >= budget:
+            oldest = self.redis.zrangebyscore(
+                self.keys(account)["mints"],
+                f"({now - self.window}",
+                "+inf",
+                start=0,
+                num=1,
+                withscores=True,
+            )
+            hold = (oldest[0][1] if oldest else now) + self.window
+        return hold
+
+    def mint_budget_left(self, account: str) -> int:
+        try:
+            _hold, conflict_budget = _conflict_rule(self._conflicts(account), self.clock())
+            return max(0, (conflict_budget or self.budget) - self.mints_in_window(account))
+        except RedisError as error:
+            raise StoreUnavailable(f"redis: {error}") from error
+
+    def conflict_until(self, account: str) -> float | None:
+        try:
+            return self._conflict_block(account)
+        except RedisError as error:
+            raise StoreUnavailable(f"redis: {error}") from error
+
+    def replace(
+        self,
+        account: str,
+        refused: str | None,
+        mint: Callable[[], Token],
+        *,
+        conflict: bool = False,
+    ) -> Token:
         if not self._mint_lock.acquire(timeout=self.lock_wait):
             raise MintBudgetExhausted("lock")
         try:
@@ -314,7 +489,7 @@ class RedisTokenStore:
                 log.error("token lock not acquired within %.0f s", self.lock_wait)
                 raise MintBudgetExhausted("lock")
             try:
-                return self._replace_locked(account, refused, mint)
+                return self._replace_locked(account, refused, mint, conflict)
             finally:
                 try:
                     lock.release()
@@ -325,7 +500,7 @@ class RedisTokenStore:
             self._mint_lock.release()
 
     def _replace_locked(
-        self, account: str, refused: str | None, mint: Callable[[], Token]
+        self, account: str, refused: str | None, mint: Callable[[], Token], conflict: bool
     ) -> Token:
         keys = self.keys(account)
         now = self.clock()
@@ -334,6 +509,20 @@ class RedisTokenStore:
             stored = self.current(account)
             if stored and stored.value != refused and stored.fresh(now):
                 return stored  # someone else minted while we waited
+            new_conflict = False
+            if conflict and stored and stored.value == refused and now < stored.expires_at:
+                pipe = self.redis.pipeline()
+                pipe.zadd(keys["conflicts"], {_fingerprint(refused): now}, nx=True)
+                pipe.zremrangebyscore(keys["conflicts"], "-inf", now - CONFLICT_WINDOW)
+                pipe.expire(keys["conflicts"], int(CONFLICT_WINDOW) + 60)
+                new_conflict = pipe.execute()[0] == 1
+            if new_conflict and self.on_conflict is not None:
+                self.on_conflict()
+            hold = self._conflict_block(account)
+            if hold is not None:
+                if new_conflict:
+                    _log_conflict(account, hold)
+                raise TokenConflict(hold)
             # Forget attempts older than the window, then count what is left.
             self.redis.zremrangebyscore(keys["mints"], "-inf", now - self.window)
             if self.mints_in_window(account) >= self.budget:

@@ -19,11 +19,15 @@ from .callbacks import CallbackRule, CallbackTimeError
 COMMENTS_MAX = 500
 # Characters CloudAgent is sent in free text: anything printable, plus line breaks and tabs.
 _UNPRINTABLE = re.compile(r"[^\t\n\r\x20-\x7e\xa0-\U0010ffff]|[\u2028\u2029\ufeff\ufffe\uffff]")
+# A one-line value (a disposition name): no line break or tab either.
+_NOT_ONE_LINE = re.compile(r"[^\x20-\x7e\xa0-\U0010ffff]|[\u2028\u2029\ufeff\ufffe\uffff]")
 
 
-def _printable(message: str) -> Callable[[object, Field], None]:
+def _printable(
+    message: str, pattern: re.Pattern[str] = _UNPRINTABLE
+) -> Callable[[object, Field], None]:
     def check(form: object, field: Field) -> None:
-        if field.data and _UNPRINTABLE.search(field.data):
+        if field.data and pattern.search(field.data):
             raise ValidationError(message)
 
     return check
@@ -33,6 +37,13 @@ def csrf_token_for(context: str, secret: str | bytes) -> str:
     """The CSRF token of a panel: an HMAC of its context token."""
     key = secret.encode() if isinstance(secret, str) else secret
     return hmac.new(key, b"csrf\0" + context.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_matches(given: object, context: str, secret: str | bytes) -> bool:
+    """Whether a posted CSRF token is the one of this context."""
+    if not context or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode(), csrf_token_for(context, secret).encode())
 
 
 class ContextCSRF(CSRF):
@@ -71,7 +82,7 @@ class DispositionForm(FlaskForm):
         validators=[
             InputRequired("Choose a disposition."),
             Length(max=DISPOSITION_MAX, message="That disposition name is too long."),
-            _printable("Choose a disposition from the list."),
+            _printable("Choose a disposition from the list.", _NOT_ONE_LINE),
         ],
     )
     callback_time = StringField("Callback time")

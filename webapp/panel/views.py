@@ -10,10 +10,11 @@ from functools import lru_cache
 from flask import Blueprint, abort, current_app, g, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 
-from ..audit import UNKNOWN, Attempt, AuditLog, AuditUnavailable
+from ..audit import UNKNOWN, Attempt, AuditLog, AuditUnavailable, Earlier, RateLimited
 from ..cloudagent import (
     ALREADY_DISPOSED,
     QUEUED,
+    RESULT_UNKNOWN,
     SAVED,
     UNAVAILABLE,
     CloudAgentClient,
@@ -25,7 +26,7 @@ from ..web.headers import policy_allowing_style
 from ..web.logs import annotate
 from . import context
 from .callbacks import CallbackRule
-from .forms import DispositionForm, csrf_token_for
+from .forms import DispositionForm, csrf_matches, csrf_token_for
 from .launch import Launch, LaunchError, verify
 from .recent import RecentChoices
 from .theme import accent_of, theme_of
@@ -36,9 +37,6 @@ bp = Blueprint("panel", __name__)
 
 INVALID = "invalid"
 SEARCH_FROM = 10  # longer lists get a search box
-# Upstream answers after which CloudAgent may or may not have applied the Set: no answer in
-# time, or one nobody could read (a gateway's 502 page may follow a Set that went through).
-RESULT_UNKNOWN = ("lost_answer", "bad_response")
 
 
 def _settings() -> Settings:
@@ -147,16 +145,39 @@ def _context() -> tuple[Launch, str]:
         abort(make_response(_outcome(INVALID, message, 403, clear_errors=True)))
 
 
+def _checked() -> tuple[Launch, str]:
+    """The call of a request from the panel, whose context and CSRF token are both good;
+    checked before anything else, so that no bad request costs a CloudAgent call."""
+    call, token = _context()
+    if not csrf_matches(request.form.get("csrf_token"), token, _settings().secret_key):
+        log.warning("panel request refused: CSRF token missing or wrong")
+        if "log_fields" in g:
+            annotate(agent=call.agent_id, ucid=call.ucid, outcome=INVALID, reason="csrf")
+        abort(
+            make_response(
+                _outcome(
+                    INVALID,
+                    "The panel's security check failed. Open it again from the CRM; "
+                    "nothing was saved.",
+                    403,
+                    call=call,
+                    clear_errors=True,
+                )
+            )
+        )
+    return call, token
+
+
 @bp.post("/disposition/form")
 def reload_form() -> ResponseReturnValue:
     """The form again, for the Try again button when the disposition list failed to load."""
-    call, token = _context()
+    call, token = _checked()
     return _render_form(call, token, "_form.html")
 
 
 @bp.post("/disposition/save")
 def save() -> ResponseReturnValue:
-    call, token = _context()
+    call, token = _checked()
     annotate(agent=call.agent_id, ucid=call.ucid)
     form = _form(call, token)
     if not form.validate():
@@ -181,11 +202,12 @@ def save() -> ResponseReturnValue:
             disposition=form.disposition.data,
         )
 
-    # Only saves that would reach CloudAgent count against the agent's limit.
-    wait = current_app.extensions["save_limiter"].hit(call.agent_id)
-    if wait:
+    try:
+        outcome = _record_and_send(call, form)
+    except RateLimited as limited:
+        # Only saves that would reach CloudAgent count against the agent's limit.
         annotate(outcome=UNAVAILABLE, reason="rate_limited")
-        seconds = max(1, round(wait))
+        seconds = max(1, round(limited.wait))
         response = make_response(
             _outcome(
                 UNAVAILABLE,
@@ -196,8 +218,6 @@ def save() -> ResponseReturnValue:
         )
         response.headers["Retry-After"] = str(seconds)
         return response
-
-    outcome = _record_and_send(call, form)
     annotate(outcome=outcome.kind, reason=outcome.reason)
     message = outcome.message
     if outcome.kind in (QUEUED, SAVED) and form.callback_at is not None:
@@ -217,24 +237,24 @@ def save() -> ResponseReturnValue:
 
 
 def _record_and_send(call: Launch, form: DispositionForm) -> Outcome:
-    """Write the attempt to the audit log, call CloudAgent, complete the row."""
+    """Write the attempt to the audit log (if the agent's save limit allows: else
+    RateLimited), call CloudAgent, complete the row."""
     audit: AuditLog = current_app.extensions["audit"]
     client: CloudAgentClient = current_app.extensions["cloudagent"]
     disposition = form.disposition.data
     pause = bool(form.pause.data)
     writing = time.perf_counter()
-    entry = audit.begin(
-        Attempt(
-            agent=call.agent_id,
-            ucid=call.ucid,
-            did=call.did,
-            disposition=disposition,
-            pause=pause,
-            pause_reason=form.pause_reason.data or "",
-            request_id=g.get("request_id"),
-            callback_time=form.callback_upstream,
-        )
+    attempt = Attempt(
+        agent=call.agent_id,
+        ucid=call.ucid,
+        did=call.did,
+        disposition=disposition,
+        pause=pause,
+        pause_reason=form.pause_reason.data or "",
+        request_id=g.get("request_id"),
+        callback_time=form.callback_upstream,
     )
+    entry = current_app.extensions["save_limiter"].begin(audit, attempt)
     started = time.perf_counter()
     audit_ms = (started - writing) * 1000
     try:
@@ -261,8 +281,8 @@ def _record_and_send(call: Launch, form: DispositionForm) -> Outcome:
         raise
     latency = (time.perf_counter() - started) * 1000
     if outcome.kind == ALREADY_DISPOSED:
-        earlier = audit.last_unknown(call.ucid, call.agent_id, entry)
-        outcome = _after_lost_answer(outcome, earlier, disposition)
+        earlier = audit.earlier_attempt(call.ucid, call.agent_id, entry)
+        outcome = _after_earlier_save(outcome, earlier, attempt)
     writing = time.perf_counter()
     audit.finish(
         entry,
@@ -277,24 +297,31 @@ def _record_and_send(call: Launch, form: DispositionForm) -> Outcome:
     return outcome
 
 
-def _after_lost_answer(outcome: Outcome, earlier: str | None, tried: str = "") -> Outcome:
-    """'Already disposed' right after a save whose answer was lost most likely means that
-    save went through: say so rather than report a failure."""
-    if earlier is None:
+def _after_earlier_save(outcome: Outcome, earlier: Earlier | None, attempt: Attempt) -> Outcome:
+    """'Already disposed' when this agent's latest earlier save of the call went through
+    (saved or queued) or may have (its answer was lost, on the way from CloudAgent or from
+    this service to the browser): most likely that save is what CloudAgent has. Say so rather
+    than report a failure."""
+    if earlier is None or earlier.outcome not in (SAVED, QUEUED, UNKNOWN):
         return outcome
-    if earlier == tried:
+    if earlier.same_as(attempt):
         return replace(
             outcome,
             kind=SAVED,
             reason="saved_earlier",
             message="Your earlier save went through: CloudAgent already has this disposition.",
         )
-    return replace(
-        outcome,
-        reason="saved_earlier_other",
-        message=f"This call already has a disposition, most likely your earlier save of "
-        f"“{earlier}”, whose answer was lost. Nothing was changed.",
-    )
+    if earlier.outcome == UNKNOWN:
+        message = (
+            f"This call already has a disposition, most likely your earlier save of "
+            f"“{earlier.disposition}”, whose answer was lost. Nothing was changed."
+        )
+    else:
+        message = (
+            f"This call already has a disposition: your earlier save of "
+            f"“{earlier.disposition}” went through. Nothing was changed."
+        )
+    return replace(outcome, reason="saved_earlier_other", message=message)
 
 
 @bp.app_errorhandler(AuditUnavailable)

@@ -77,10 +77,15 @@ def annotate(**fields: Any) -> None:
     g.log_fields.update(fields)
 
 
-def record_upstream(action: str, milliseconds: float, http_status: int | None) -> None:
+def record_upstream(
+    action: str, milliseconds: float, http_status: int | None, fault: str | None = None
+) -> None:
     """The CloudAgent client's hook: tally each upstream call into the request's log line."""
     if has_request_context() and "upstream" in g:
-        g.upstream.append({"action": action, "ms": round(milliseconds, 1), "http": http_status})
+        call = {"action": action, "ms": round(milliseconds, 1), "http": http_status}
+        if fault:
+            call["fault"] = fault
+        g.upstream.append(call)
 
 
 def _start() -> None:

@@ -1,0 +1,218 @@
+"""The findings of the security review, one test each (each failed before its fix; the
+request id and the audit's copy of it held already, and are kept held here)."""
+
+import csv
+import io
+import json
+import os
+import stat
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+from tests.helpers import DID, LIVE, outcome_of
+from webapp.audit import Attempt
+from webapp.cloudagent import CloudAgentClient, SqliteTokenStore
+from webapp.cloudagent import cache as cache_module
+from webapp.config import ConfigError, load_settings
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+# -- files: the service's user only, from the first write on ---------------------------------
+
+
+def test_the_data_folder_and_every_database_file_are_the_services_user_only(
+    make_app, panels, simulator, tmp_path
+):
+    data = tmp_path / "new-data-folder"
+    app = make_app(WIDGET_DATA_DIR=str(data))
+    call = simulator.start_call("agent1", DID)
+    assert outcome_of(panels.on(app.test_client()).open(call.ucid).save()) == "queued"
+    names = sorted(p.name for p in data.iterdir())
+    for name in ("tokens.sqlite3", "tokens.sqlite3-wal", "audit.sqlite3", "audit.sqlite3-wal"):
+        assert name in names  # WAL files are there: they hold the latest writes
+    assert mode(data) == 0o700
+    for path in data.iterdir():
+        assert mode(path) & 0o077 == 0, f"{path.name} is {oct(mode(path))}"
+
+
+def test_files_an_older_release_left_open_are_closed_up(make_app, tmp_path):
+    for name in ("tokens.sqlite3", "audit.sqlite3"):
+        (tmp_path / name).touch(mode=0o644)
+        os.chmod(tmp_path / name, 0o644)
+    make_app()
+    assert mode(tmp_path / "tokens.sqlite3") == mode(tmp_path / "audit.sqlite3") == 0o600
+
+
+# -- the CloudAgent client never follows a redirect -------------------------------------------
+
+
+@pytest.fixture
+def elsewhere():
+    """Another server, where a redirect would lead: it must never hear from the client."""
+    server = HTTPServer(port=0)
+    server.start()
+    server.expect_request("/steal").respond_with_data("{}")
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_a_fault_and_no_credential_goes_to_another_url(
+    httpserver, elsewhere, tmp_path, status
+):
+    target = elsewhere.url_for("/steal")
+    redirect = Response("", status, headers={"Location": target})
+    httpserver.expect_request("/ca_apis/CAToken/generateToken").respond_with_response(redirect)
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_response(redirect)
+    minting = CloudAgentClient(
+        base_url=httpserver.url_for("/"),
+        username="acme",
+        api_key="acme-key",
+        token_store=SqliteTokenStore(tmp_path / "tokens.sqlite3"),
+    )
+    keyed = CloudAgentClient(
+        base_url=httpserver.url_for("/"), username="acme", api_key="acme-key", auth="apikey"
+    )
+    args = dict(agent_id="a", did="d", ucid="u", disposition="X")
+    assert minting.set_disposition(**args).kind == "unavailable"  # the mint was redirected
+    outcome = keyed.set_disposition(**args)
+    assert (outcome.kind, outcome.reason) == ("unavailable", "bad_response")  # result unknown
+    assert keyed.fetch_dispositions("a", "d", "u").error.kind == "unavailable"
+    assert elsewhere.log == []  # nothing, and no key or token, went to the other URL
+
+
+# -- the audit trail cannot be turned against its readers --------------------------------------
+
+
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "\tTab", "\rReturn"]
+
+
+def test_the_csv_export_neutralises_cells_a_spreadsheet_would_run(app):
+    audit = app.extensions["audit"]
+    for name in FORMULAS:
+        audit.begin(Attempt("agent1", "u1", DID, name, pause=False, pause_reason=""))
+    exported = app.test_cli_runner().invoke(args=["audit", "export", "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert [row["disposition"] for row in rows] == ["'" + name for name in FORMULAS]
+    jsonl = app.test_cli_runner().invoke(args=["audit", "export", "--format", "jsonl"])
+    assert [json.loads(line)["disposition"] for line in jsonl.stdout.splitlines()] == FORMULAS
+
+
+def test_the_listing_shows_control_characters_escaped_so_no_line_can_be_forged(app):
+    forged = "Sale closed\n2026-11-28T10:00:00.000+00:00  agent9 1 saved Fake\x1b[2J\u202e"
+    app.extensions["audit"].begin(
+        Attempt("agent1", "u1", DID, forged, pause=False, pause_reason="")
+    )
+    listed = app.test_cli_runner().invoke(args=["audit", "list"]).stdout
+    (line,) = listed.splitlines()  # one row, one line
+    assert "Sale closed\\u000a2026" in line and "\\u001b[2J" in line and "\\u202e" in line
+    assert "\x1b" not in listed and "\u202e" not in listed
+
+
+@pytest.mark.parametrize("name", ["Sale\nclosed", "Sale\rclosed", "Sale\tclosed", "X\x00"])
+def test_a_free_text_disposition_refuses_control_characters(make_app, panels, simulator, name):
+    simulator.add_fault("get", "http_500", count=-1)  # the list cannot load: free text
+    app = make_app()
+    call = simulator.start_call("agent1", DID)
+    response = panels.on(app.test_client()).open(call.ucid).save(disposition=name)
+    assert response.status_code == 422 and outcome_of(response) == "invalid"
+    assert simulator.stats()["requests"]["Set"] == 0
+
+
+# -- bad requests cost CloudAgent nothing --------------------------------------------------------
+
+
+def test_the_csrf_token_is_checked_before_the_list_is_fetched(panels, simulator, call, app):
+    panel = panels.open(call.ucid)
+    app.extensions["dispositions"].clear()  # a save would have to fetch the list again
+    before = simulator.stats()["requests"]["get"]
+    for path in ("/disposition/save", "/disposition/form"):
+        response = panel.web.post(
+            path,
+            data={"context": panel.field("context"), "csrf_token": "0" * 64},
+            headers={"HX-Request": "true"},
+        )
+        assert response.status_code == 403 and outcome_of(response) == "invalid"
+    assert simulator.stats()["requests"]["get"] == before  # nothing asked of CloudAgent
+
+
+def test_a_list_that_failed_is_not_asked_for_again_on_every_request(panels, simulator, monkeypatch):
+    simulator.add_fault("get", "http_503", count=-1)
+    for _ in range(5):
+        panel = panels.open(simulator.start_call("agent1", DID).ucid)
+        assert "could not be loaded" in panel.html
+    assert simulator.stats()["requests"]["get"] == 1  # one failure, then its back-off
+    simulator.clear_faults()
+    monkeypatch.setattr(cache_module, "FAILED_BACKOFF", 0.0)  # the back-off has passed
+    panel = panels.open(simulator.start_call("agent1", DID).ucid)
+    assert '<option value="Interested">' in panel.html
+    assert simulator.stats()["requests"]["get"] == 2
+
+
+# The save limit, exact under concurrency: tests/server/test_save_limit.py (4 workers racing).
+
+
+# -- the request id -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given, kept",
+    [
+        ("lb-0123456789abcdef", True),
+        ("short", False),
+        ("x" * 65, False),
+        ("has space 0123456789", False),
+        ("<script>0123456789</script>", False),
+    ],
+)
+def test_a_request_id_is_taken_only_when_well_formed_and_short_and_the_audit_keeps_it(
+    app, panels, call, given, kept
+):
+    panel = panels.open(call.ucid)
+    response = panel.web.post(
+        "/disposition/save",
+        data={"context": panel.field("context"), "csrf_token": panel.field("csrf_token"),
+              "disposition": "Interested", "comments": ""},
+        headers={"HX-Request": "true", "X-Request-ID": given},
+    )  # fmt: skip
+    logged = response.headers["X-Request-ID"]
+    assert (logged == given) is kept
+    assert len(logged) <= 64 and logged.replace("-", "").replace(".", "").isalnum()
+    (row,) = app.extensions["audit"].rows()
+    assert row["request_id"] == logged
+
+
+# -- what would expose the account refuses to start ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, variable",
+    [
+        ({"WIDGET_LAUNCH_SIGNING": "off"}, "WIDGET_LAUNCH_SIGNING"),
+        ({"WIDGET_CLOUDAGENT_URL": "http://ca.example.com"}, "WIDGET_CLOUDAGENT_URL"),
+        ({"WIDGET_ALLOW_INSECURE": "yes"}, "WIDGET_ALLOW_INSECURE"),
+    ],
+)
+def test_insecure_settings_refuse_to_start_unless_said_explicitly(change, variable):
+    with pytest.raises(ConfigError, match=f"^{variable}: "):
+        load_settings(LIVE | change)
+    if variable != "WIDGET_ALLOW_INSECURE":
+        assert load_settings(LIVE | change | {"WIDGET_ALLOW_INSECURE": "1"}).allow_insecure
+
+
+def test_allowing_them_is_logged_and_demo_mode_needs_no_flag(make_app, caplog, tmp_path):
+    make_app(WIDGET_LAUNCH_SIGNING="off")  # the tests' app allows insecure settings
+    assert "WIDGET_ALLOW_INSECURE=1" in caplog.text
+    demo = load_settings({"WIDGET_LAUNCH_SIGNING": "off"}, instance_path=str(tmp_path))
+    assert demo.demo and not demo.launch_signing
+
+
+def test_https_and_signed_links_need_no_flag():
+    settings = load_settings(LIVE | {"WIDGET_CLOUDAGENT_URL": "https://ca.example.com"})
+    assert settings.cloudagent_url == "https://ca.example.com" and not settings.allow_insecure
