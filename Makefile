@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install run simulator test lint format clean
+.PHONY: install run simulator test lint format clean translations translation
 
 install: $(STAMP)
 
@@ -38,3 +38,19 @@ clean:
 .PHONY: bench
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Translations (docs/translating.md). The app compiles the catalogues itself at start-up.
+# `make translations`: extract every text from the code and templates, update each language.
+# `make translation CODE=ta`: start a new language's catalogue (not LANG: the shell sets that).
+EXTRACT := $(BIN)/pybabel extract -F babel.cfg -k lazy_gettext -k N_ --add-location=file \
+	--sort-by-file --omit-header -o translations/messages.pot .
+translations: install
+	$(EXTRACT)
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --width=100 \
+		--no-fuzzy-matching --ignore-pot-creation-date
+
+translation: install
+	@echo "$(CODE)" | grep -Eqx '[a-z]{2,3}' || { echo "usage: make translation CODE=ta"; exit 2; }
+	test ! -e translations/$(CODE) || { echo "translations/$(CODE) exists: make translations"; exit 2; }
+	$(EXTRACT)
+	$(BIN)/pybabel init -i translations/messages.pot -d translations -l $(CODE) --width=100

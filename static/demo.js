@@ -52,9 +52,19 @@
       show(await post("/demo/calls/" + ucid + "/expire-wrapup"));
       panel.callEnded(0);
     });
+    const look = () => ({
+      theme: document.getElementById("dark").checked ? "dark" : "auto",
+      lang: document.getElementById("lang").value,
+    });
     document.getElementById("new-call").addEventListener("click", async () => {
-      const theme = document.getElementById("dark").checked ? "dark" : "auto";
-      const call = await post("/demo/calls", { did: document.getElementById("line").value, theme });
+      const call = await post("/demo/calls", { did: document.getElementById("line").value, ...look() });
+      show(call);
+      panel.open(call.launch);
+    });
+    // The CRM knows the agent's language and signs it into the launch link: re-open the panel.
+    document.getElementById("lang").addEventListener("change", async () => {
+      const query = new URLSearchParams(look());
+      const call = await (await fetch("/demo/calls/" + ucid + "?" + query)).json();
       show(call);
       panel.open(call.launch);
     });

@@ -7,6 +7,28 @@
   const MESSAGE_TYPE = "cloudagent-disposition";
   const HOST_TYPE = "cloudagent-disposition-host";
   const ERROR_FIELDS = ["disposition", "callback_time", "comments", "pause_reason"];
+  // The texts this script writes itself are here in English, marked like the server's for the
+  // catalogues (make translations); in another language the page carries their translations
+  // (data-texts, from webapp/panel/texts.py), English ones cost nothing.
+  const TEXTS = JSON.parse(document.body.dataset.texts || "{}");
+
+  function _(message, values = {}) {
+    return fill(TEXTS[message] || message, values);
+  }
+
+  // A count's text: its form for 1, or for any other number (gettext's two forms).
+  function ngettext(singular, plural, num, values = {}) {
+    const forms = TEXTS[singular] || [singular, plural];
+    return fill(forms[num === 1 ? 0 : 1], { num, ...values });
+  }
+
+  function N_(message) {
+    return message; // marked for the catalogues; translated where it is shown
+  }
+
+  function fill(template, values) {
+    return template.replace(/%\((\w+)\)s/g, (match, name) => String(values[name]));
+  }
 
   function parentOrigins() {
     // Exact origins only: postMessage never goes to "*", and a wildcard source cannot be a target.
@@ -53,7 +75,7 @@
     }
   }
 
-  function showLocalOutcome(kind, text) {
+  function showLocalOutcome(kind, message) {
     // Used only when our own server cannot be reached: nothing came back to swap in.
     const status = document.getElementById("status");
     const form = document.getElementById("panel-form");
@@ -68,8 +90,9 @@
     const when = document.getElementById("callback_time");
     p.dataset.callbackTime = callback && !callback.hidden && when ? when.value.replace("T", " ") : "";
     const title = document.createElement("strong");
-    title.textContent = "Result unknown.";
-    p.append(title, " " + text);
+    const unknown = _("Result unknown");
+    title.textContent = _("%(title)s.", { title: unknown });
+    p.append(title, " " + message);
     status.replaceChildren(p);
     tellHost(p);
   }
@@ -98,6 +121,7 @@
     }
     const full = parts[parts.length - 1]; // the whole list: the last group, or the only part
     const total = full.entries.length;
+    const whole = count.textContent; // "60 dispositions", as the server wrote it
 
     function place(part, index, entry, after) {
       const container = part.group || select;
@@ -132,10 +156,10 @@
       });
       (chosen || placeholder).selected = true;
       count.textContent = !query
-        ? total + " dispositions"
+        ? whole
         : shown
-          ? shown + " of " + total + " match"
-          : "No disposition matches “" + search.value.trim() + "”";
+          ? ngettext("%(num)s of %(total)s matches", "%(num)s of %(total)s match", shown, { total })
+          : _("No disposition matches “%(query)s”", { query: search.value.trim() });
     }
 
     function firstMatch() {
@@ -265,15 +289,20 @@
       // Polite, and twice only: the last ten seconds, then the end. Not every second.
       if (left > 0 && left <= 10 && !warned) {
         warned = true;
-        note.textContent = left + " seconds of wrap-up left.";
+        note.textContent = ngettext(
+          "%(num)s second of wrap-up left.",
+          "%(num)s seconds of wrap-up left.",
+          left,
+        );
       }
       if (left === 0) {
         clearInterval(timer);
         timer = null;
         box.classList.add("wrapup--over");
-        note.textContent =
+        note.textContent = _(
           "Wrap-up is over. CloudAgent may have closed the call; if so, a save now will " +
-          "say the call already has a disposition.";
+            "say the call already has a disposition.",
+        );
       }
     }
 
@@ -445,6 +474,18 @@
       field.addEventListener("change", mark);
     }
     if (select) callbackTime(form, select);
+    // The browser's own checks stay, in the panel's language: its bubble would say "Please
+    // select an item in the list" in the browser's. Each try starts clean (a click on Save,
+    // Enter, Ctrl+Enter, an edit), so a message lasts only as long as the fault it names.
+    form.addEventListener("invalid", (event) => explain(event.target), true);
+    const fresh = (event) => {
+      if (event.type === "click" && !event.target.closest("[type=submit]")) return;
+      if (event.type === "keydown" && event.key !== "Enter") return;
+      for (const field of form.elements) field.setCustomValidity("");
+    };
+    for (const type of ["click", "keydown", "input", "change"]) {
+      form.addEventListener(type, fresh, true);
+    }
     form.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && save && !save.disabled) {
         // Ctrl+Enter saves from anywhere in the form, with the browser's checks first.
@@ -462,6 +503,24 @@
       save.disabled = false;
     }
     for (const event of waiting.splice(0)) fromHost(event);
+  }
+
+  // The browser's own checks, in the server's words for the same faults.
+  const FLAWS = {
+    disposition: { valueMissing: N_("Choose a disposition.") },
+    pause_reason: { valueMissing: N_("Choose a pause reason, or untick Pause after this call.") },
+    callback_time: {
+      valueMissing: N_("Choose a callback time for this disposition."),
+      rangeUnderflow: N_("That callback time has passed. Choose a time in the future."),
+      rangeOverflow: N_("A callback can be at most 30 days ahead."),
+      badInput: N_("Enter the callback time as a date and a time."),
+    },
+  };
+
+  function explain(field) {
+    for (const [flaw, message] of Object.entries(FLAWS[field.id] || {})) {
+      if (field.validity[flaw]) return field.setCustomValidity(_(message));
+    }
   }
 
   function pickRecent(number) {
@@ -533,10 +592,9 @@
   document.addEventListener("htmx:error", (event) => {
     const ctx = event.detail && event.detail.ctx;
     if (!ctx || !ctx.target || ctx.target.id !== "status") return;
-    showLocalOutcome(
-      "unavailable",
-      "The disposition service did not answer, so the result is unknown. " +
-        "Save again: if it was already recorded, you will be told."
-    );
+    showLocalOutcome("unavailable", _(
+        "The disposition service did not answer, so the result is unknown. " +
+          "Save again: if it was already recorded, you will be told.",
+      ));
   });
 })();

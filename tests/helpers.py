@@ -20,11 +20,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 import requests
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.pofile import read_po
 
 from bench.common import children, free_port
 from webapp.cloudagent import (
@@ -419,6 +424,53 @@ def choose(frame, disposition: str = "Interested", comments: str | None = None) 
         frame.get_by_label("Comments").fill(comments)
 
 
+# Each state of the panel, and how a test gets there: a step with the simulator, the agent to
+# open it as, CloudAgent down, or a save with no disposition chosen (the browser check lifted).
+PANEL_STATES = {
+    "idle": None,
+    "queued": lambda sim, ucid: None,
+    "saved": lambda sim, ucid: sim.hang_up(ucid),
+    "already_disposed": lambda sim, ucid: sim.expire_wrapup(ucid),
+    "rejected": "agent2",
+    "unavailable": "down",
+    "invalid": "no-choice",
+}
+
+
+@contextmanager
+def panel_in_state(browser, sites, simulator, monkeypatch, state: str, width: int, **query: str):
+    """A CRM page `width` px wide framing a panel in `state` (see PANEL_STATES), in whatever
+    language `query` asks for: the frame's element. By ids, which every language shares."""
+    context = browser.new_context(viewport={"width": width, "height": 640})
+    page = context.new_page()
+    try:
+        call = simulator.start_call("agent1", DID)
+        step = PANEL_STATES[state]
+        agent = "agent2" if step == "agent2" else "agent1"
+        params = urlencode({"ucid": call.ucid, "agent": agent, "width": width} | query)
+        page.goto(f"{sites.crm}/call?{params}")
+        frame = page.frame_locator("#widget")
+        save = frame.locator("#save")
+        save.wait_for()
+        if state != "idle":
+            if step != "no-choice":
+                frame.locator("#disposition").select_option("Interested")
+                frame.locator("#comments").fill("Customer asked for a call back next week.")
+            if callable(step):
+                step(simulator, call.ucid)
+            if step == "down":
+                monkeypatch.setattr(
+                    sites.widget_app.extensions["cloudagent"], "base_url", "http://127.0.0.1:9"
+                )
+            if step == "no-choice":
+                frame.locator("#disposition").evaluate("el => el.removeAttribute('required')")
+            save.click()
+            assert outcome(frame)[0] == state
+        yield page.locator("#widget")
+    finally:
+        context.close()
+
+
 def assert_accessible_and_narrow(frame_element, width: int, shoot, name: str) -> None:
     """The framed panel: axe finds nothing, no horizontal scroll at `width`; a screenshot."""
     from axe_playwright_python.sync_playwright import Axe  # browser tests only
@@ -510,3 +562,63 @@ def check_the_conflict_rule(store, clock: Clock, caplog) -> None:
     assert fourth.value == "t4"
     assert store.replace(CONFLICT_ACCOUNT, None, mint) == fourth
     assert store.conflict_until(CONFLICT_ACCOUNT) is None
+
+
+# The catalogues (translations/): what `make translations` extracts, and what is wrong with one.
+# Babel's own keywords, as pybabel uses them, with ours: lazy_gettext and N_.
+GETTEXT_KEYWORDS = {
+    "_": None,
+    "gettext": None,
+    "ngettext": (1, 2),
+    "lazy_gettext": None,
+    "N_": None,
+}
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+STRAY_PERCENT = re.compile(r"%(?!\(\w+\)s)")  # the page would fail to format it
+
+
+def marked_texts(root: Path = ROOT) -> set[str | tuple[str, str]]:
+    """Every text marked for translation under `root`, extracted as babel.cfg says: a plural
+    text as its (singular, plural) pair, as a catalogue holds it."""
+    with (root / "babel.cfg").open(encoding="utf-8") as config:
+        method_map, options_map = parse_mapping_cfg(config)
+    found = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(
+        str(root), method_map, options_map, keywords=GETTEXT_KEYWORDS
+    ):
+        if isinstance(message, tuple):
+            message = tuple(part for part in message if part) if all(message) else None
+        if message:  # not a variable's value: those are marked where they are made
+            found.add(message)
+    return found
+
+
+def read_catalogue(path: Path, language: str | None = None) -> Catalog:
+    with path.open("rb") as source:
+        return read_po(source, locale=language)
+
+
+def catalogue_problems(catalogue: Catalog, expected: set[str | tuple[str, str]]) -> list[str]:
+    """Everything wrong with a language's catalogue, in words."""
+    found = []
+    ids = {message.id for message in catalogue if message.id}
+    found += [f"not in the catalogue: {text!r}" for text in sorted(expected - ids, key=str)]
+    found += [f"no longer in the code: {text!r}" for text in sorted(ids - expected, key=str)]
+    for message in catalogue:
+        if not message.id:
+            continue
+        english = message.id if isinstance(message.id, tuple) else (message.id,)
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)
+        if not all(forms) or message.fuzzy:
+            found.append(f"not translated: {message.id!r}")
+            continue
+        names = set(PLACEHOLDER.findall(english[-1]))
+        for form in forms:
+            if set(PLACEHOLDER.findall(form)) != names:
+                found.append(f"placeholders differ: {message.id!r} -> {form!r}")
+            if STRAY_PERCENT.search(form):
+                found.append(f"a % that is not a placeholder: {form!r}")
+            if any(mark in form and all(mark not in e for e in english) for mark in "<>&"):
+                found.append(f"markup the English does not have: {form!r}")
+    found += [f"{message.id!r}: {errors}" for message, errors in catalogue.check()]
+    return found

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import demo, panel, stores
+from . import demo, i18n, panel, stores
 from .audit.cli import audit as audit_command
 from .cloudagent import CloudAgentClient, make_session
 from .config import Settings, load_settings
@@ -45,6 +45,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         MAX_FORM_PARTS=50,
     )
     logs.init_app(app)
+    i18n.init_app(app, ROOT / "translations", settings.default_language)
     metrics.init_app(app, settings.metrics_token)
     app.extensions["cloudagent"] = _make_client(app, settings)
     metrics.watch_tokens(app, app.extensions["cloudagent"])
@@ -56,6 +57,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         asset_integrity=assets.asset_integrity,
         inline_css=assets.inline_css,
         comments_max=panel.COMMENTS_MAX,
+        script_texts=panel.script_texts,
     )
     errors.init_app(app)
     headers.init_app(app, style_hashes=assets.inline_css_hash(app.extensions["assets"]))

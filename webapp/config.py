@@ -7,6 +7,7 @@ so an operator sees exactly what to fix.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ class Settings:
     allow_insecure: bool = False  # WIDGET_ALLOW_INSECURE=1: signing off or http:// allowed
     # GET /metrics with "Authorization: Bearer <this>"; empty: no metrics, no endpoint.
     metrics_token: str = field(default="", repr=False)
+    # The panel's language when neither the launch link nor the browser names one it has.
+    default_language: str = "en"
 
     @property
     def frame_ancestors_header(self) -> str:
@@ -105,6 +108,14 @@ def _origin_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         default = {"http": ":80", "https": ":443"}[parts.scheme]
         origins.append(f"{parts.scheme}://{host.removesuffix(default)}")
     return tuple(origins)
+
+
+def _language(env: Mapping[str, str]) -> str:
+    value = env.get("WIDGET_DEFAULT_LANGUAGE", "").strip().lower() or "en"
+    if not re.fullmatch(r"[a-z]{2,3}", value):
+        # Whether a catalogue exists is checked when the app loads them (webapp.i18n).
+        raise ConfigError(f"WIDGET_DEFAULT_LANGUAGE: a language code like en or hi, got {value!r}")
+    return value
 
 
 def _metrics_token(env: Mapping[str, str]) -> str:
@@ -315,4 +326,5 @@ def load_settings(
         cloudagent_timezone=_timezone(env),
         allow_insecure=allow_insecure,
         metrics_token=_metrics_token(env),
+        default_language=_language(env),
     )

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from babel import Locale
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
+from . import i18n
 from .panel.launch import signed_query
 from .panel.theme import THEMES
 from .simulator import Simulator
@@ -26,6 +28,11 @@ DID = "914071327663"
 LINES = {DID: "Sales line (5 dispositions)", SUPPORT_DID: "Support line (60 dispositions)"}
 
 
+def _languages() -> dict[str, str]:
+    """The widget's languages, each named in itself (English, हिन्दी)."""
+    return {code: Locale.parse(code).display_name or code for code in i18n.languages()}
+
+
 def _simulator() -> Simulator:
     return current_app.extensions["simulator"]
 
@@ -38,7 +45,7 @@ def widget_origin() -> str:
     return f"http://127.0.0.1:{_port()}"
 
 
-def _call_json(ucid: str, theme: str = "auto") -> dict[str, object]:
+def _call_json(ucid: str, theme: str = "auto", lang: str = "") -> dict[str, object]:
     call = _simulator().get_call(ucid)
     if call is None:
         abort(404)
@@ -46,17 +53,20 @@ def _call_json(ucid: str, theme: str = "auto") -> dict[str, object]:
         "ucid": call.ucid,
         "state": call.state,
         "disposition": call.disposition or call.queued,
-        "launch": launch_url(call.ucid, call.agent_id, call.did, theme),
+        "launch": launch_url(call.ucid, call.agent_id, call.did, theme, lang),
         # The campaign's wrap-up time, which the CRM passes on when the call ends.
         "wrapupSeconds": int(_simulator().wrapup_seconds),
     }
 
 
-def launch_url(ucid: str, agent_id: str, did: str, theme: str = "auto") -> str:
-    """What the CRM's server does: sign the call's parameters with the shared secret."""
+def launch_url(ucid: str, agent_id: str, did: str, theme: str = "auto", lang: str = "") -> str:
+    """What the CRM's server does: sign the call's parameters with the shared secret (and
+    the agent's language, which a CRM knows)."""
     params = {"ucid": ucid, "agentID": agent_id, "did": did, "callerID": "+919800000000"}
     if theme != "auto":
         params["theme"] = theme
+    if lang:
+        params["lang"] = lang
     query = signed_query(params, current_app.config["WIDGET"].launch_secret)
     return f"{widget_origin()}/disposition?{urlencode(query)}"
 
@@ -78,6 +88,7 @@ def page() -> ResponseReturnValue:
     if request.host.partition(":")[0] != "localhost":
         # Keep the demo cross-site: the page on localhost, the widget on 127.0.0.1.
         return redirect(f"http://localhost:{_port()}/demo")
+    i18n.use("en")  # the demo CRM page is English, whatever the browser prefers
     call = _simulator().start_call(AGENT, DID)
     response = current_app.make_response(
         render_template(
@@ -85,6 +96,7 @@ def page() -> ResponseReturnValue:
             call=_call_json(call.ucid),
             widget_origin=widget_origin(),
             lines=LINES,
+            languages=_languages(),
             theme="light",
         )
     )
@@ -101,15 +113,20 @@ def page() -> ResponseReturnValue:
 def new_call() -> ResponseReturnValue:
     asked = request.get_json(silent=True) or {}
     did, theme = asked.get("did", DID), asked.get("theme", "auto")
-    if did not in LINES or theme not in THEMES:
+    lang = asked.get("lang", "")
+    if did not in LINES or theme not in THEMES or (lang and lang not in _languages()):
         abort(400)
     call = _simulator().start_call(AGENT, did)
-    return jsonify(_call_json(call.ucid, theme)), 201
+    return jsonify(_call_json(call.ucid, theme, lang)), 201
 
 
 @bp.get("/demo/calls/<ucid>")
 def call_state(ucid: str) -> ResponseReturnValue:
-    return jsonify(_call_json(ucid))
+    """The call, with a launch link in the look and language asked for (a panel re-opened)."""
+    theme, lang = request.args.get("theme", "auto"), request.args.get("lang", "")
+    if theme not in THEMES or (lang and lang not in _languages()):
+        abort(400)
+    return jsonify(_call_json(ucid, theme, lang))
 
 
 @bp.post("/demo/calls/<ucid>/hangup")

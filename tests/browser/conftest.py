@@ -60,7 +60,7 @@ def signed_link(sites, args) -> str:
     """What the CRM's server does: the call's launch URL, signed (and the look asked for)."""
     params = {"ucid": args["ucid"], "agentID": args.get("agent", "agent1")}
     params |= {"did": args.get("did", DID), "callerID": "+919800000000"}
-    params |= {name: args[name] for name in ("theme", "accent") if name in args}
+    params |= {name: args[name] for name in ("theme", "accent", "lang") if name in args}
     query = signed_query(params, LAUNCH_SECRET)
     if args.get("tamper"):
         query["ucid"] = "999" + query["ucid"]

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from webapp import create_app
@@ -73,5 +74,31 @@ def test_the_demo_page_frames_the_widget_from_another_site(browser, demo, shoot)
         ucid = page.locator("#call-ucid").inner_text()
         call = app.extensions["simulator"].get_call(ucid)
         assert call.did == "918069100000" and call.queued == "Callback requested"
+    finally:
+        context.close()
+
+
+def test_the_demo_page_switches_the_agent_s_language(browser, demo, shoot):
+    running, app = demo
+    context = browser.new_context(viewport={"width": 1000, "height": 760})
+    page = context.new_page()
+    try:
+        page.goto(running.url + "/")
+        widget = page.frame_locator("#widget-slot iframe")
+        widget.get_by_role("button", name="Save disposition").wait_for()
+        ucid = page.locator("#call-ucid").inner_text()
+        page.get_by_label("Agent's language").select_option(label="हिन्दी")
+        # The same call, its panel re-opened from a link signed with lang=hi.
+        widget.get_by_role("button", name="डिस्पोज़िशन सेव करें").wait_for()
+        assert widget.locator("html").get_attribute("lang") == "hi"
+        assert page.locator("#call-ucid").inner_text() == ucid
+        widget.get_by_label("डिस्पोज़िशन", exact=True).select_option("Sale closed")
+        widget.get_by_role("button", name="डिस्पोज़िशन सेव करें").click()
+        widget.locator('[data-outcome="queued"]').wait_for()
+        assert '"outcome":"queued"' in page.locator("#events li").first.inner_text()
+        # The frame grows to the Hindi outcome's height, as it does to the English one's.
+        expect(widget.locator('[data-outcome="queued"]')).to_be_in_viewport()
+        shoot(page, "demo-crm-page-hindi")
+        assert app.extensions["simulator"].get_call(ucid).queued == "Sale closed"
     finally:
         context.close()

@@ -9,10 +9,12 @@ from playwright.sync_api import expect
 
 from tests.helpers import (
     DID,
+    PANEL_STATES,
     assert_accessible_and_narrow,
     choose,
     open_call,
     outcome,
+    panel_in_state,
     received,
 )
 
@@ -229,47 +231,13 @@ def test_ctrl_enter_in_comments_saves(page, sites, simulator):
 # -- accessibility and screenshots: the panel alone, as wide as a CRM side bar ---------------
 
 
-STATES = {
-    "idle": None,
-    "queued": lambda sim, ucid: None,
-    "saved": lambda sim, ucid: sim.hang_up(ucid),
-    "already_disposed": lambda sim, ucid: sim.expire_wrapup(ucid),
-    "rejected": "agent2",
-    "unavailable": "down",
-    "invalid": "no-choice",
-}
-
-
 @pytest.mark.parametrize("width", [320, 480])
-@pytest.mark.parametrize("state", list(STATES))
+@pytest.mark.parametrize("state", list(PANEL_STATES))
 def test_every_state_is_accessible_and_fits_a_narrow_side_bar(
     browser, sites, simulator, monkeypatch, shoot, state, width
 ):
-    context = browser.new_context(viewport={"width": width, "height": 640})
-    page = context.new_page()
-    try:
-        call = simulator.start_call("agent1", DID)
-        agent = "agent2" if STATES[state] == "agent2" else "agent1"
-        page.goto(f"{sites.crm}/call?ucid={call.ucid}&agent={agent}&width={width}")
-        frame_element = page.locator("#widget")
-        frame = page.frame_locator("#widget")
-        frame.get_by_role("button", name="Save disposition").wait_for()
-        if state != "idle":
-            if STATES[state] != "no-choice":
-                choose(frame, comments="Customer asked for a call back next week.")
-            if callable(STATES[state]):
-                STATES[state](simulator, call.ucid)
-            if STATES[state] == "down":
-                monkeypatch.setattr(
-                    sites.widget_app.extensions["cloudagent"], "base_url", "http://127.0.0.1:9"
-                )
-            if STATES[state] == "no-choice":
-                frame.locator("#disposition").evaluate("el => el.removeAttribute('required')")
-            frame.get_by_role("button", name="Save disposition").click()
-            assert outcome(frame)[0] == state
+    with panel_in_state(browser, sites, simulator, monkeypatch, state, width) as frame_element:
         assert_accessible_and_narrow(frame_element, width, shoot, f"panel-{width}-{state}")
-    finally:
-        context.close()
 
 
 def test_try_again_brings_the_list_and_keeps_what_the_agent_typed(

@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from .outcomes import (
+    N_,
     UNAVAILABLE,
     Outcome,
     Reply,
@@ -163,7 +164,7 @@ class CloudAgentClient:
             if reply.status and not reply.succeeded
             else Outcome(
                 kind=UNAVAILABLE,
-                message="The disposition list could not be read.",
+                message=N_("The disposition list could not be read."),
                 reason="bad_response",
                 upstream_status=reply.status or None,
                 upstream_text=reply.text or None,
@@ -284,7 +285,9 @@ class CloudAgentClient:
             if _never_sent(exc):
                 log.warning("cloudagent %s: cannot connect after %.0f ms: %s", action, ms, exc)
                 return _unavailable(
-                    "CloudAgent could not be reached. Nothing was sent: save again in a moment.",
+                    N_(
+                        "CloudAgent could not be reached. Nothing was sent: save again in a moment."
+                    ),
                     "unreachable",
                 )
             log.warning("cloudagent %s: connection lost after %.0f ms: %s", action, ms, exc)
@@ -341,8 +344,10 @@ class CloudAgentClient:
                 return self._token, False  # due for renewal, still valid: better than failing
             log.error("cloudagent: the shared token store is unreachable: %s", down)
             return _unavailable(
-                "The service's shared store is unreachable, so nothing was sent. "
-                "Save again in a moment.",
+                N_(
+                    "The service's shared store is unreachable, so nothing was sent. "
+                    "Save again in a moment."
+                ),
                 "store_unreachable",
             )
         except MintBudgetExhausted as held:
@@ -352,15 +357,19 @@ class CloudAgentClient:
                 _HELD.get(str(held), str(held)),
             )
             return _unavailable(
-                "The disposition service is busy signing in to CloudAgent. "
-                "Nothing was sent: save again in a few minutes.",
+                N_(
+                    "The disposition service is busy signing in to CloudAgent. "
+                    "Nothing was sent: save again in a few minutes."
+                ),
                 "mint_budget",
             )
         except MintFailed as failure:
             log.error("cloudagent: token mint failed for %s: %s", self.username, failure)
             return _unavailable(
-                "The disposition service could not sign in to CloudAgent. "
-                "Nothing was sent: save again in a moment.",
+                N_(
+                    "The disposition service could not sign in to CloudAgent. "
+                    "Nothing was sent: save again in a moment."
+                ),
                 "mint_failed",
             )
         return self._token, bool(minted)
@@ -418,12 +427,12 @@ _HELD = {
     "cooldown": "holding back after a failed attempt",
     "lock": "another process held the token lock for too long",
 }
-CONFLICT_MESSAGE = (
+CONFLICT_MESSAGE = N_(
     "Saving is blocked: another system keeps signing in to this CloudAgent account, which "
     "signs this service out. Nothing was saved. Tell your supervisor; it clears by itself "
     "once only this service signs in."
 )
-_LOST_ANSWER = (
+_LOST_ANSWER = N_(
     "CloudAgent did not answer in time, so the result is unknown. "
     "Save again: if it was already recorded, you will be told."
 )

@@ -36,6 +36,12 @@ RAW_LIMIT = 2000  # characters of an upstream body kept for the log
 DISPOSITION_MAX = 250  # the Set API's limit on a disposition name
 
 
+def N_(message: str) -> str:  # noqa: N802 (gettext's name for it)
+    """Marks an agent's message for the translation catalogues. The library speaks English;
+    the app shows each message in the agent's language (webapp/i18n.py)."""
+    return message
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one request, in the agent's words, with the upstream facts for the log."""
@@ -115,35 +121,35 @@ _CONFIGURATION = {
 # Substring of the normalised upstream text -> (kind, reason, the agent's words). First match wins.
 _KNOWN: tuple[tuple[str, str, str, str], ...] = (
     ("already disposed", ALREADY_DISPOSED, "already_disposed",
-     "This call already has a disposition, so nothing was changed."),
+     N_("This call already has a disposition, so nothing was changed.")),
     ("agent is not on this call", REJECTED, "call_context",
-     "CloudAgent says you are not on this call, so it did not take the disposition."),
+     N_("CloudAgent says you are not on this call, so it did not take the disposition.")),
     ("invalid agent", REJECTED, "call_context",
-     "CloudAgent does not recognise your agent ID. The disposition was not saved."),
+     N_("CloudAgent does not recognise your agent ID. The disposition was not saved.")),
     ("invalid ucid", REJECTED, "call_context",
-     "CloudAgent does not know this call (its UCID or DID). The disposition was not saved."),
-    ("empty disposition code", REJECTED, "input", "Choose a disposition, then save again."),
+     N_("CloudAgent does not know this call (its UCID or DID). The disposition was not saved.")),
+    ("empty disposition code", REJECTED, "input", N_("Choose a disposition, then save again.")),
     ("invalid disposition", REJECTED, "input",
-     "CloudAgent does not accept that disposition. Choose another one from the list."),
+     N_("CloudAgent does not accept that disposition. Choose another one from the list.")),
     ("provide pause reason", REJECTED, "input",
-     "Choose a pause reason, or untick Pause after this call."),
+     N_("Choose a pause reason, or untick Pause after this call.")),
     ("pausereason is invalid", REJECTED, "input",
-     "CloudAgent does not accept that pause reason. Choose another one."),
+     N_("CloudAgent does not accept that pause reason. Choose another one.")),
     ("callbacktime", REJECTED, "input",
-     "CloudAgent does not accept that callback time. Choose another one."),
+     N_("CloudAgent does not accept that callback time. Choose another one.")),
     ("unable to dispose", UNAVAILABLE, "busy",
-     "CloudAgent could not take the disposition just now. Save again in a moment."),
+     N_("CloudAgent could not take the disposition just now. Save again in a moment.")),
 )  # fmt: skip
 
-CONFIGURATION_MESSAGE = (
+CONFIGURATION_MESSAGE = N_(
     "CloudAgent refused this widget's account settings. The disposition was not saved: "
     "please tell your supervisor."
 )
-SIGN_IN_MESSAGE = (
+SIGN_IN_MESSAGE = N_(
     "CloudAgent did not accept the widget's sign-in. The disposition was not saved: "
     "save again in a moment."
 )
-UNREADABLE_MESSAGE = (
+UNREADABLE_MESSAGE = N_(
     "CloudAgent sent an answer the widget could not read. The disposition may not have been "
     "saved: save again in a moment."
 )
@@ -170,11 +176,11 @@ def set_outcome(reply: Reply) -> Outcome:
         if "queued" in text:
             return _outcome(
                 QUEUED,
-                "It will be applied when the call ends. You can still change it until then.",
+                N_("It will be applied when the call ends. You can still change it until then."),
                 "queued",
                 reply,
             )
-        return _outcome(SAVED, "CloudAgent has recorded the disposition.", "saved", reply)
+        return _outcome(SAVED, N_("CloudAgent has recorded the disposition."), "saved", reply)
     return refusal_outcome(reply)
 
 
@@ -191,13 +197,15 @@ def refusal_outcome(reply: Reply) -> Outcome:
     if reply.status.lower() == "error":
         return _outcome(
             UNAVAILABLE,
-            "CloudAgent reported an error. The disposition may not have been saved: "
-            "save again in a moment.",
+            N_(
+                "CloudAgent reported an error. The disposition may not have been saved: "
+                "save again in a moment."
+            ),
             "upstream_error",
             reply,
         )
     return _outcome(
-        REJECTED, "CloudAgent refused the disposition. It was not saved.", "refused", reply
+        REJECTED, N_("CloudAgent refused the disposition. It was not saved."), "refused", reply
     )
 
 

@@ -5,6 +5,7 @@
 - forms.py: the disposition form, its checks in the agent's words, and cookie-less CSRF;
 - callbacks.py: which dispositions need a callback time, and reading and writing it;
 - recent.py: the agent's recent dispositions on a DID, from the audit trail, cached;
+- texts.py: the texts panel.js writes itself, in the panel's language;
 - views.py: the blueprint: open, reload the form, save (audit row, CloudAgent, outcome).
 """
 
@@ -14,9 +15,10 @@ from ..config import Settings
 from .callbacks import CallbackRule
 from .forms import COMMENTS_MAX
 from .recent import RecentChoices
+from .texts import script_texts
 from .views import bp
 
-__all__ = ["COMMENTS_MAX", "init_app"]
+__all__ = ["COMMENTS_MAX", "init_app", "script_texts"]
 
 
 def init_app(app: Flask, settings: Settings) -> None:

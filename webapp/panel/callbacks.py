@@ -17,6 +17,10 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_skeleton, get_datetime_format
+
+from ..i18n import N_
+
 MAX_AHEAD = timedelta(days=30)
 UPSTREAM_FORMAT = "%Y-%m-%d %H:%M"  # CloudAgent's callBackTime
 # What a datetime-local input sends (seconds only if its step allows them), or CloudAgent's own
@@ -28,7 +32,12 @@ _DEFAULT_RULE = re.compile(r"call\s*back", re.IGNORECASE)
 
 
 class CallbackTimeError(ValueError):
-    """A callback time that cannot be sent; str() is the agent's message."""
+    """A callback time that cannot be sent; `message` is the agent's (English: the form
+    translates it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def normal_name(name: str) -> str:
@@ -124,12 +133,14 @@ class CallbackRule:
             year, month, day, hour, minute = (int(part) for part in match.groups()[:5])
             at = datetime(year, month, day, hour, minute, tzinfo=self.zone)
         except ValueError:
-            raise CallbackTimeError("Enter the callback time as a date and a time.") from None
+            raise CallbackTimeError(N_("Enter the callback time as a date and a time.")) from None
         now = self.now()
         if at <= now:
-            raise CallbackTimeError("That callback time has passed. Choose a time in the future.")
+            raise CallbackTimeError(
+                N_("That callback time has passed. Choose a time in the future.")
+            )
         if at > now + MAX_AHEAD:
-            raise CallbackTimeError("A callback can be at most 30 days ahead.")
+            raise CallbackTimeError(N_("A callback can be at most 30 days ahead."))
         return at
 
     @staticmethod
@@ -142,6 +153,11 @@ class CallbackRule:
         """As a datetime-local input takes it."""
         return at.strftime("%Y-%m-%dT%H:%M")
 
-    def spoken(self, at: datetime) -> str:
-        """As the agent reads it: 29 Nov, 10:30 IST."""
-        return f"{at.day} {at:%b}, {at:%H:%M} {self._label(at)}"
+    def spoken(self, at: datetime, language: str = "en") -> str:
+        """As the agent reads it, in their language's way (CLDR's): 29 Nov, 10:30 IST in
+        English as India writes it, 29 नव॰, 10:30 IST in Hindi. 24-hour, as the field."""
+        locale = "en_IN" if language == "en" else language
+        day = format_skeleton("MMMd", at, tzinfo=at.tzinfo, locale=locale)
+        time = format_skeleton("Hm", at, tzinfo=at.tzinfo, locale=locale)
+        moment = get_datetime_format("short", locale=locale).format(time, day)
+        return f"{moment} {self._label(at)}"

@@ -6,11 +6,18 @@ is carried by the page itself and sent with every htmx request.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .launch import Launch
 
 SALT = "widget.call-context"
+
+
+@lru_cache(maxsize=4)
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=SALT)  # made once: every panel and save use it
 
 
 class ContextError(Exception):
@@ -21,15 +28,17 @@ class ContextError(Exception):
         self.expired = expired
 
 
-def issue(launch: Launch, secret: str) -> str:
+def issue(launch: Launch, secret: str, language: str | None = None) -> str:
+    """The context of a panel opened now (in `language`, for every answer it gets)."""
     payload = {"u": launch.ucid, "a": launch.agent_id, "d": launch.did}
-    return URLSafeTimedSerializer(secret, salt=SALT).dumps(payload)
+    if language:
+        payload["l"] = language
+    return _serializer(secret).dumps(payload)
 
 
 def read(token: str, secret: str, max_age: int) -> Launch:
-    serializer = URLSafeTimedSerializer(secret, salt=SALT)
     try:
-        payload = serializer.loads(token, max_age=max_age)
+        payload = _serializer(secret).loads(token, max_age=max_age)
     except SignatureExpired:
         raise ContextError(expired=True) from None
     except BadSignature:
@@ -38,4 +47,10 @@ def read(token: str, secret: str, max_age: int) -> Launch:
         isinstance(payload.get(k), str) for k in ("u", "a", "d")
     ):
         raise ContextError()
-    return Launch(ucid=payload["u"], agent_id=payload["a"], did=payload["d"])
+    language = payload.get("l")
+    return Launch(
+        ucid=payload["u"],
+        agent_id=payload["a"],
+        did=payload["d"],
+        language=language if isinstance(language, str) else None,
+    )

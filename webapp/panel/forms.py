@@ -8,12 +8,15 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from flask_babel import lazy_gettext
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, Field, StringField, TextAreaField
 from wtforms.csrf.core import CSRF
 from wtforms.validators import InputRequired, Length, ValidationError
 
 from ..cloudagent import DISPOSITION_MAX
+from ..i18n import gettext as _
+from ..i18n import gettext as in_agents_language  # a text marked where it was made
 from .callbacks import CallbackRule, CallbackTimeError
 
 COMMENTS_MAX = 500
@@ -24,7 +27,7 @@ _NOT_ONE_LINE = re.compile(r"[^\x20-\x7e\xa0-\U0010ffff]|[\u2028\u2029\ufeff\uff
 
 
 def _printable(
-    message: str, pattern: re.Pattern[str] = _UNPRINTABLE
+    message: object, pattern: re.Pattern[str] = _UNPRINTABLE
 ) -> Callable[[object, Field], None]:
     def check(form: object, field: Field) -> None:
         if field.data and pattern.search(field.data):
@@ -67,9 +70,9 @@ class ContextCSRF(CSRF):
     def validate_csrf_token(self, form: FlaskForm, field: object) -> None:
         given = getattr(field, "data", None)
         if not self.context or not isinstance(given, str):
-            raise ValidationError("The panel's security check is missing.")
+            raise ValidationError("missing")  # for the log only: the agent reads another text
         if not hmac.compare_digest(given.encode(), self._expected().encode()):
-            raise ValidationError("The panel's security check failed.")
+            raise ValidationError("wrong")
 
 
 class DispositionForm(FlaskForm):
@@ -80,17 +83,26 @@ class DispositionForm(FlaskForm):
     disposition = StringField(
         "Disposition",
         validators=[
-            InputRequired("Choose a disposition."),
-            Length(max=DISPOSITION_MAX, message="That disposition name is too long."),
-            _printable("Choose a disposition from the list.", _NOT_ONE_LINE),
+            InputRequired(lazy_gettext("Choose a disposition.")),
+            Length(max=DISPOSITION_MAX, message=lazy_gettext("That disposition name is too long.")),
+            _printable(lazy_gettext("Choose a disposition from the list."), _NOT_ONE_LINE),
         ],
     )
     callback_time = StringField("Callback time")
     comments = TextAreaField(
         "Comments",
         validators=[
-            Length(max=COMMENTS_MAX, message=f"Comments can be at most {COMMENTS_MAX} characters."),
-            _printable("Comments contain a control character that cannot be saved; remove it."),
+            Length(
+                max=COMMENTS_MAX,
+                message=lazy_gettext(
+                    "Comments can be at most %(max)s characters.", max=COMMENTS_MAX
+                ),
+            ),
+            _printable(
+                lazy_gettext(
+                    "Comments contain a control character that cannot be saved; remove it."
+                )
+            ),
         ],
     )
     pause = BooleanField("Pause after this call")
@@ -118,24 +130,24 @@ class DispositionForm(FlaskForm):
 
     def validate_disposition(self, field: StringField) -> None:
         if self.known is not None and field.data not in self.known:
-            raise ValidationError("Choose a disposition from the list.")
+            raise ValidationError(_("Choose a disposition from the list."))
 
     def validate_callback_time(self, field: StringField) -> None:
         if not self.callbacks.applies_to(self.disposition.data or ""):
             field.data = ""  # never sent for a disposition without callbacks
             return
         if not (field.data or "").strip():
-            raise ValidationError("Choose a callback time for this disposition.")
+            raise ValidationError(_("Choose a callback time for this disposition."))
         try:
             self.callback_at = self.callbacks.read(field.data)
         except CallbackTimeError as error:
-            raise ValidationError(str(error)) from None
+            raise ValidationError(in_agents_language(error.message)) from None
 
     def validate_pause_reason(self, field: StringField) -> None:
         if not self.pause.data:
             field.data = ""  # ignored unless pausing
             return
         if not field.data:
-            raise ValidationError("Choose a pause reason, or untick Pause after this call.")
+            raise ValidationError(_("Choose a pause reason, or untick Pause after this call."))
         if field.data not in self.reasons:
-            raise ValidationError("Choose a pause reason from the list.")
+            raise ValidationError(_("Choose a pause reason from the list."))

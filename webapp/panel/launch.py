@@ -33,6 +33,7 @@ class Launch:
     agent_id: str
     did: str
     extra: dict[str, str] = field(default_factory=dict)
+    language: str | None = None  # the panel's language, once chosen (carried by the context)
 
 
 def canonical(params: Mapping[str, str]) -> str:

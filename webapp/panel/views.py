@@ -10,6 +10,7 @@ from functools import lru_cache
 from flask import Blueprint, abort, current_app, g, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 
+from .. import i18n
 from ..audit import UNKNOWN, Attempt, AuditLog, AuditUnavailable, Earlier, RateLimited
 from ..cloudagent import (
     ALREADY_DISPOSED,
@@ -22,6 +23,9 @@ from ..cloudagent import (
     Outcome,
 )
 from ..config import Settings
+from ..i18n import gettext as _
+from ..i18n import gettext as in_agents_language  # a text marked where it was made
+from ..web.errors import error_page
 from ..web.headers import policy_allowing_style
 from ..web.logs import annotate
 from . import context
@@ -36,6 +40,12 @@ log = logging.getLogger("webapp.panel")
 bp = Blueprint("panel", __name__)
 
 INVALID = "invalid"
+
+
+def _security_check_failed() -> str:
+    return _("The panel's security check failed. Open it again from the CRM; nothing was saved.")
+
+
 SEARCH_FROM = 10  # longer lists get a search box
 
 
@@ -77,7 +87,7 @@ def _render_form(call: Launch, token: str, template: str, **page: object) -> str
         offered = _offered(names)  # a name no longer on the list is not offered again
         recent = tuple(n for n in _recent().get(call.agent_id, call.did) if n in offered)
     return render_template(
-        template,
+        i18n.template(template),
         call=call,
         context=token,
         csrf_token=csrf_token_for(token, settings.secret_key),
@@ -108,13 +118,20 @@ def launch() -> ResponseReturnValue:
     except LaunchError as refused:
         # The reason goes to the log only; the page echoes nothing of the link.
         log.warning("launch refused: %s", refused)
-        return render_template("forbidden.html"), 403
+        # The link's lang, though unverified, only picks one of our own catalogues.
+        i18n.use(i18n.choose(request.args.get("lang")))
+        return render_template(i18n.template("forbidden.html")), 403
     # The CRM's choice of look; a value the panel does not know is logged and ignored.
     theme = theme_of(call.extra.get("theme"))
     accent = accent_of(call.extra.get("accent"))
     if call.extra.get("theme", theme) != theme or (call.extra.get("accent") and not accent):
         log.warning("launch: theme or accent not understood, using the default look")
-    token = context.issue(call, settings.secret_key)
+    asked = call.extra.get("lang")
+    language = i18n.choose(asked)
+    if asked and i18n.primary(asked) != language:
+        log.warning("launch: language %r not available, using %s", asked, language)
+    i18n.use(language)
+    token = context.issue(call, settings.secret_key, language)
     response = make_response(_render_form(call, token, "panel.html", theme=theme, accent=accent))
     if accent is not None:
         response.headers["Content-Security-Policy"] = policy_allowing_style(accent.csp_source)
@@ -125,7 +142,9 @@ def _outcome(
     kind: str, message: str, status: int = 200, *, call: Launch | None = None, **extra: object
 ) -> ResponseReturnValue:
     return (
-        render_template("_outcome.html", kind=kind, message=message, call=call, **extra),
+        render_template(
+            i18n.template("_outcome.html"), kind=kind, message=message, call=call, **extra
+        ),
         status,
     )
 
@@ -135,14 +154,16 @@ def _context() -> tuple[Launch, str]:
     token = request.form.get("context", "")
     settings = _settings()
     try:
-        return context.read(token, settings.secret_key, settings.context_max_age), token
+        call = context.read(token, settings.secret_key, settings.context_max_age)
     except context.ContextError as error:
         log.warning("panel request refused: context %s", error)
         if error.expired:
-            message = "This panel has expired. Open it again from the CRM; nothing was saved."
+            message = _("This panel has expired. Open it again from the CRM; nothing was saved.")
         else:
-            message = "This panel is not valid. Open it again from the CRM; nothing was saved."
+            message = _("This panel is not valid. Open it again from the CRM; nothing was saved.")
         abort(make_response(_outcome(INVALID, message, 403, clear_errors=True)))
+    i18n.use(call.language)  # the panel's language, chosen when it opened
+    return call, token
 
 
 def _checked() -> tuple[Launch, str]:
@@ -157,8 +178,7 @@ def _checked() -> tuple[Launch, str]:
             make_response(
                 _outcome(
                     INVALID,
-                    "The panel's security check failed. Open it again from the CRM; "
-                    "nothing was saved.",
+                    _security_check_failed(),
                     403,
                     call=call,
                     clear_errors=True,
@@ -186,12 +206,12 @@ def save() -> ResponseReturnValue:
             annotate(outcome=INVALID, reason="csrf")
             return _outcome(
                 INVALID,
-                "The panel's security check failed. Open it again from the CRM; nothing was saved.",
+                _security_check_failed(),
                 403,
                 call=call,
                 clear_errors=True,
             )
-        errors = {name: messages[0] for name, messages in form.errors.items()}
+        errors = {name: str(messages[0]) for name, messages in form.errors.items()}
         annotate(outcome=INVALID, reason="form", fields=sorted(errors))
         return _outcome(
             INVALID,
@@ -211,7 +231,11 @@ def save() -> ResponseReturnValue:
         response = make_response(
             _outcome(
                 UNAVAILABLE,
-                f"Too many saves in a short time. Nothing was sent: save again in {seconds} s.",
+                _(
+                    "Too many saves in a short time. "
+                    "Nothing was sent: save again in %(seconds)s s.",
+                    seconds=seconds,
+                ),
                 429,
                 call=call,
             )
@@ -219,9 +243,10 @@ def save() -> ResponseReturnValue:
         response.headers["Retry-After"] = str(seconds)
         return response
     annotate(outcome=outcome.kind, reason=outcome.reason)
-    message = outcome.message
+    message = in_agents_language(outcome.message)  # the library's English, or our own words
     if outcome.kind in (QUEUED, SAVED) and form.callback_at is not None:
-        message += f" Callback at {_callbacks().spoken(form.callback_at)}."
+        when = _callbacks().spoken(form.callback_at, i18n.current())
+        message += " " + _("Callback at %(when)s.", when=when)
     if outcome.kind in (QUEUED, SAVED):
         _recent().saved(call.agent_id, call.did, form.disposition.data)
     return _outcome(
@@ -309,17 +334,19 @@ def _after_earlier_save(outcome: Outcome, earlier: Earlier | None, attempt: Atte
             outcome,
             kind=SAVED,
             reason="saved_earlier",
-            message="Your earlier save went through: CloudAgent already has this disposition.",
+            message=_("Your earlier save went through: CloudAgent already has this disposition."),
         )
     if earlier.outcome == UNKNOWN:
-        message = (
-            f"This call already has a disposition, most likely your earlier save of "
-            f"“{earlier.disposition}”, whose answer was lost. Nothing was changed."
+        message = _(
+            "This call already has a disposition, most likely your earlier save of "
+            "“%(disposition)s”, whose answer was lost. Nothing was changed.",
+            disposition=earlier.disposition,
         )
     else:
-        message = (
-            f"This call already has a disposition: your earlier save of "
-            f"“{earlier.disposition}” went through. Nothing was changed."
+        message = _(
+            "This call already has a disposition: your earlier save of "
+            "“%(disposition)s” went through. Nothing was changed.",
+            disposition=earlier.disposition,
         )
     return replace(outcome, reason="saved_earlier_other", message=message)
 
@@ -333,17 +360,20 @@ def audit_unavailable(error: AuditUnavailable) -> ResponseReturnValue:
         call = context.read(
             request.form.get("context", ""), settings.secret_key, settings.context_max_age
         )
+        i18n.use(call.language)
     except context.ContextError:
         call = None
     if "log_fields" in g:
         annotate(outcome=UNAVAILABLE, reason="audit_unavailable")
     if not request.headers.get("HX-Request"):
-        return render_template("error.html", code=503, name="Service Unavailable"), 503
+        return error_page(503, "Service Unavailable")
     body = render_template(
-        "_outcome.html",
+        i18n.template("_outcome.html"),
         kind=UNAVAILABLE,
-        message="The service's audit log is unreachable, so nothing was sent to CloudAgent. "
-        "Save again in a moment.",
+        message=_(
+            "The service's audit log is unreachable, so nothing was sent to CloudAgent. "
+            "Save again in a moment."
+        ),
         call=call,
         reason="audit_unavailable",
         disposition=request.form.get("disposition", ""),

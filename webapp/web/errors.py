@@ -6,9 +6,34 @@ import logging
 
 from flask import Flask, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .. import i18n
+from ..i18n import gettext as _
+
 log = logging.getLogger("webapp")
+
+# Werkzeug's names of the errors a panel can meet, in the agent's language.
+NAMES = {
+    400: lazy_gettext("Bad Request"),
+    403: lazy_gettext("Forbidden"),
+    404: lazy_gettext("Not Found"),
+    405: lazy_gettext("Method Not Allowed"),
+    413: lazy_gettext("Request Entity Too Large"),
+    429: lazy_gettext("Too Many Requests"),
+    500: lazy_gettext("Internal Server Error"),
+    503: lazy_gettext("Service Unavailable"),
+}
+
+
+def error_page(code: int, name: str) -> ResponseReturnValue:
+    """A small page for a browser. `name` is werkzeug's English one, shown only in English:
+    in another language an error without a translated name is just "Error"."""
+    known = NAMES.get(code)
+    if known is None and i18n.current() != i18n.SOURCE_LANGUAGE:
+        known = _("Error")
+    return render_template(i18n.template("error.html"), code=code, name=str(known or name)), code
 
 
 def _answer(error: HTTPException) -> ResponseReturnValue:
@@ -17,19 +42,27 @@ def _answer(error: HTTPException) -> ResponseReturnValue:
         return error.response
     if request.headers.get("HX-Request"):
         message = (
-            "Something went wrong in the disposition service, so the result is unknown. "
-            "Save again: if it was already recorded, you will be told."
+            _(
+                "Something went wrong in the disposition service, so the result is unknown. "
+                "Save again: if it was already recorded, you will be told."
+            )
             if code >= 500
-            else "The panel sent a request the service could not take. Open it again from the CRM."
+            else _(
+                "The panel sent a request the service could not take. Open it again from the CRM."
+            )
         )
         kind = "unavailable" if code >= 500 else "invalid"
         return (
             render_template(
-                "_outcome.html", kind=kind, message=message, call=None, unknown=code >= 500
+                i18n.template("_outcome.html"),
+                kind=kind,
+                message=message,
+                call=None,
+                unknown=code >= 500,
             ),
             code,
         )
-    return render_template("error.html", code=code, name=error.name), code
+    return error_page(code, error.name)
 
 
 def _crash(error: Exception) -> ResponseReturnValue:
