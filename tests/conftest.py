@@ -9,6 +9,7 @@ import pytest
 from tests.helpers import (
     DID,
     READ_TIMEOUT,
+    Clock,
     GunicornServer,
     Panels,
     server_env,
@@ -30,6 +31,21 @@ def upstream(simulator):
     running = start_server(simulator)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def timed(upstream, tmp_path):
+    """A client and the simulator on one test clock: (simulator, client, clock)."""
+    clock = Clock()
+    upstream.simulator.clock = clock
+    client = CloudAgentClient(
+        base_url=upstream.url,
+        username="demo",
+        api_key="demo-api-key",
+        token_store=SqliteTokenStore(tmp_path / "tokens.sqlite3", clock=clock),
+        clock=clock,
+    )
+    return upstream.simulator, client, clock
 
 
 @pytest.fixture

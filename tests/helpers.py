@@ -50,6 +50,7 @@ DOCUMENTED_RESPONSES = json.loads(
 )["cases"]
 
 DID = "914071327663"
+SUPPORT = "918069100000"  # the demo account's second line: 60 dispositions, callbacks
 LAUNCH_SECRET = "launch-secret-for-tests-0123456789"
 CRM_ORIGIN = "https://crm.example.com"
 # The smallest production configuration (no simulator, no demo mode).

@@ -152,7 +152,7 @@ def init_app(app: Flask, folder: Path, default: str) -> None:
         overlay = app.jinja_env.overlay(
             extensions=[TranslatedWhenCompiled], cache_size=app.jinja_env.cache.capacity
         )
-        overlay.extend(compiled_translations=translations.get(language, NULL))
+        overlay.extend(compiled_translations=app.extensions["catalogue_of"][language])
         app.extensions["templates"][language] = overlay
 
 

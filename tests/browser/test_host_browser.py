@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 
 from tests.helpers import (
     DID,
+    SUPPORT,
     assert_accessible_and_narrow,
     choose,
     open_call,
@@ -23,7 +24,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.browser
 
-SUPPORT = "918069100000"
 WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
 TIMER = re.compile(r"^Wrap-up time left")
 

@@ -10,6 +10,7 @@ from tests.helpers import (
     DID,
     PANEL_STATES,
     ROOT,
+    SUPPORT,
     assert_accessible_and_narrow,
     outcome,
     panel_in_state,
@@ -19,10 +20,15 @@ from webapp.i18n import catalogue_paths, compile_catalogue
 
 pytestmark = pytest.mark.browser
 
-LANGUAGES = sorted(catalogue_paths(ROOT / "translations"))  # every one but English
-SUPPORT = "918069100000"
+CATALOGUES = catalogue_paths(ROOT / "translations")
+LANGUAGES = sorted(CATALOGUES)  # every one but English
 WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
 DEVANAGARI = re.compile("[\u0900-\u097f]")
+
+
+def catalogue(language):
+    """The language's own words, to check the page against."""
+    return compile_catalogue(CATALOGUES[language], language)
 
 
 def open_hindi(page, sites, ucid, **query):
@@ -167,7 +173,7 @@ MORE_STATES = {  # state: (DID, agent, extra launch query)
 def test_the_wrap_up_states_and_the_403_page_are_translated_too(
     browser, sites, simulator, shoot, language, state, width
 ):
-    words = compile_catalogue(catalogue_paths(ROOT / "translations")[language], language)
+    words = catalogue(language)
     did, agent, extra = MORE_STATES[state]
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
@@ -204,7 +210,7 @@ def test_the_browser_s_own_checks_speak_hindi_and_clear_once_fixed(page, sites, 
     frame = open_hindi(page, sites, call.ucid, agent="agent3")
     saves = []
     page.on("request", lambda r: saves.append(r) if r.url.endswith("/disposition/save") else 0)
-    hindi = compile_catalogue(catalogue_paths(ROOT / "translations")["hi"], "hi").gettext
+    hindi = catalogue("hi").gettext
     select, when = frame.locator("#disposition"), frame.locator("#callback_time")
     reason = frame.locator("#pause_reason")
 
@@ -235,7 +241,7 @@ def test_an_answer_before_the_context_is_read_speaks_the_panel_s_language(page, 
     """The browser asks in English; the panel's requests ask in its own language."""
     call = simulator.start_call("agent1", DID)
     frame = open_hindi(page, sites, call.ucid)
-    hindi = compile_catalogue(catalogue_paths(ROOT / "translations")["hi"], "hi").gettext
+    hindi = catalogue("hi").gettext
     frame.locator("#disposition").select_option("Interested")
     frame.locator("input[name=context]").evaluate("el => el.value = 'x' + el.value")
     frame.locator("#save").click()

@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 
 from tests.helpers import (
     DID,
+    SUPPORT,
     assert_accessible_and_narrow,
     choose,
     open_call,
@@ -22,7 +23,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.browser
 
-SUPPORT = "918069100000"  # the demo account's line with 60 dispositions
 WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
 
 

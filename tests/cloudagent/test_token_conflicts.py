@@ -3,11 +3,9 @@ conflict in an hour the service stops minting for a while, says why, and recover
 
 import logging
 
-import pytest
-
 from tests.helpers import CONFLICT_ACCOUNT as ACCOUNT
 from tests.helpers import DID, Clock, Minter, check_the_conflict_rule, conflict_errors
-from webapp.cloudagent import CloudAgentClient, SqliteTokenStore
+from webapp.cloudagent import SqliteTokenStore
 
 
 def test_two_conflicts_in_an_hour_stop_minting_for_a_while(tmp_path, caplog):
@@ -29,21 +27,6 @@ def test_expired_tokens_and_tokens_not_ours_are_no_conflict(tmp_path):
         assert store.replace(ACCOUNT, "not-ours", mint, conflict=True) == token
     assert mint.count == 7
     assert store.conflict_until(ACCOUNT) is None
-
-
-@pytest.fixture
-def timed(upstream, tmp_path):
-    """A client and the simulator on one test clock."""
-    clock = Clock()
-    upstream.simulator.clock = clock
-    client = CloudAgentClient(
-        base_url=upstream.url,
-        username="demo",
-        api_key="demo-api-key",
-        token_store=SqliteTokenStore(tmp_path / "tokens.sqlite3", clock=clock),
-        clock=clock,
-    )
-    return upstream.simulator, client, clock
 
 
 def test_a_sign_in_storm_costs_at_most_three_mint_attempts_an_hour(timed, caplog):

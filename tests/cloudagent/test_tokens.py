@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from tests.helpers import DID, Clock, save_many
-from webapp.cloudagent import CloudAgentClient, SqliteTokenStore, Token
+from webapp.cloudagent import SqliteTokenStore, Token
 from webapp.cloudagent.tokens import MintBudgetExhausted, MintFailed, token_expiry
 
 
@@ -98,18 +98,9 @@ def test_one_mint_for_many_processes_and_threads(upstream, simulator, tmp_path):
     assert simulator.stats()["requests"]["generateToken"] == 3
 
 
-def test_the_eleventh_mint_in_an_hour_is_never_attempted(upstream, tmp_path):
-    clock = Clock()
-    sim = upstream.simulator
-    sim.clock = clock
-    store = SqliteTokenStore(tmp_path / "tokens.sqlite3", clock=clock)
-    client = CloudAgentClient(
-        base_url=upstream.url,
-        username="demo",
-        api_key="demo-api-key",
-        token_store=store,
-        clock=clock,
-    )
+def test_the_eleventh_mint_in_an_hour_is_never_attempted(timed):
+    sim, client, clock = timed
+    store = client.token_store
     call = sim.start_call("agent1", DID)
 
     def save():
@@ -140,17 +131,8 @@ def test_the_eleventh_mint_in_an_hour_is_never_attempted(upstream, tmp_path):
     assert sim.stats()["mints"]["demo"] == 11
 
 
-def test_a_token_near_expiry_is_refreshed_before_it_is_refused(upstream, tmp_path):
-    clock = Clock()
-    sim = upstream.simulator
-    sim.clock = clock
-    client = CloudAgentClient(
-        base_url=upstream.url,
-        username="demo",
-        api_key="demo-api-key",
-        token_store=SqliteTokenStore(tmp_path / "tokens.sqlite3", clock=clock),
-        clock=clock,
-    )
+def test_a_token_near_expiry_is_refreshed_before_it_is_refused(timed):
+    sim, client, clock = timed
     call = sim.start_call("agent1", DID)
     save = lambda: client.set_disposition(  # noqa: E731
         agent_id="agent1", did=DID, ucid=call.ucid, disposition="Interested"

@@ -13,7 +13,7 @@ import pytest
 from babel.dates import format_datetime
 from babel.messages.pofile import read_po
 
-from tests.helpers import DID, ROOT, launch_path, outcome_of
+from tests.helpers import DID, ROOT, SUPPORT, launch_path, outcome_of
 from webapp import create_app, i18n
 from webapp.config import ConfigError
 from webapp.panel.callbacks import CallbackRule
@@ -249,9 +249,6 @@ def test_a_callback_time_is_written_the_way_of_each_language():
     assert rule.spoken(at, "en") == "29 Nov, 10:30 IST"  # the documented English
     assert rule.spoken(at, "hi") == "29 नव॰, 10:30 IST"
     assert rule.spoken(at, "ta") == "நவ. 29, 10:30 IST"  # the month first, in Tamil
-
-
-SUPPORT = "918069100000"  # the demo account's long list: search, shortcuts, a count
 
 
 @pytest.mark.parametrize("language", ["en", "hi"])

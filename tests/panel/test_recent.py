@@ -5,11 +5,9 @@ import re
 
 import pytest
 
-from tests.helpers import DID, Clock, outcome_of
+from tests.helpers import DID, SUPPORT, Clock, outcome_of
 from webapp.audit import Attempt
 from webapp.panel.recent import RecentChoices
-
-SUPPORT = "918069100000"  # the demo account's long list
 
 
 def record(audit, disposition, outcome="queued", agent="agent1", did=DID):
