@@ -42,6 +42,7 @@
         logEvent(data);
         if (ucid) show(await (await fetch("/demo/calls/" + ucid)).json());
       },
+      onError: (data) => logEvent({ event: "error", ...data }),
     });
     document.getElementById("hangup").addEventListener("click", async () => {
       const call = await post("/demo/calls/" + ucid + "/hangup");

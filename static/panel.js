@@ -49,20 +49,59 @@
     for (const origin of targets) window.parent.postMessage(message, origin);
   }
 
+  function refused(reason) {
+    // The panel cannot be used (a refused link, an expired panel, an error page): the host
+    // hears why, in a code that echoes nothing of the link (docs/embedding.md).
+    post({ type: MESSAGE_TYPE, version: 1, event: "refused", reason });
+  }
+
   function tellHost(outcome) {
+    const data = outcome.dataset;
     const message = {
       type: MESSAGE_TYPE,
       version: 1,
       event: "outcome",
-      outcome: outcome.dataset.outcome,
-      resultUnknown: outcome.dataset.resultUnknown === "true",
-      ucid: outcome.dataset.ucid || null,
-      disposition: outcome.dataset.disposition || null,
-      callbackTime: outcome.dataset.callbackTime || null,
+      outcome: data.outcome,
+      resultUnknown: data.resultUnknown === "true",
+      ucid: data.ucid || null,
+      disposition: data.disposition || null, // the choice the agent just tried
+      recordedDisposition: data.recordedDisposition || null, // what CloudAgent holds, if known
+      reason: data.reason || null,
+      callbackTime: data.callbackTime || null,
       message: outcome.textContent.trim(),
     };
     post(message);
+    if (data.refused) refused(data.refused);
     wrapup.settled(message.outcome);
+    if (data.finished === "true") finish(outcome);
+  }
+
+  function finish(outcome) {
+    // CloudAgent takes nothing more for this call: the form gives way to the outcome's
+    // summary, and Save can no longer be pressed (the fieldset disables it: htmx re-enables
+    // the button itself when its request ends).
+    const form = document.getElementById("panel-form");
+    if (!form) return;
+    const set = form.querySelector("#panel-set");
+    const fields = form.querySelector("#form-fields");
+    const select = form.querySelector("#disposition");
+    const recorded = outcome.dataset.recordedDisposition;
+    if (select && recorded) {
+      if (current && current.finder) current.finder.clear(); // every option back in the list
+      const option = Array.from(select.options).find((o) => o.value === recorded);
+      if (option) option.selected = true;
+    }
+    const within = set && set.contains(document.activeElement);
+    form.dataset.finished = "true";
+    if (fields) fields.hidden = true;
+    const hint = form.querySelector("#shortcuts");
+    if (hint) hint.hidden = true;
+    if (set) set.disabled = true;
+    if (within || document.activeElement === document.body) {
+      // Focus was on what just went away: put it on the outcome, which says what happened.
+      outcome.tabIndex = -1;
+      outcome.focus({ preventScroll: true });
+    }
   }
 
   function markErrors(form) {
@@ -184,7 +223,7 @@
         event.preventDefault();
         const chosen = select.selectedOptions[0];
         const query = normal(search.value);
-        if (query && !(chosen && chosen.value && chosen.dataset.match.includes(query))) {
+        if (query && !(chosen && chosen.value && normal(chosen.textContent).includes(query))) {
           pick(firstMatch());
         }
         select.focus();
@@ -407,6 +446,7 @@
       }
       wrapup.start(seconds);
     } else if (data.event === "prefill") {
+      if (current.form.dataset.finished) return ignore(event, "the disposition is recorded");
       prefill(current.form, data);
     } else {
       ignore(event, "unknown event " + JSON.stringify(data.event));
@@ -487,7 +527,7 @@
       form.addEventListener(type, fresh, true);
     }
     form.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && save && !save.disabled) {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && save && !save.matches(":disabled")) {
         // Ctrl+Enter saves from anywhere in the form, with the browser's checks first.
         event.preventDefault();
         form.requestSubmit(save);
@@ -495,7 +535,7 @@
         finder.clear();
       }
     });
-    current = { form, select };
+    current = { form, select, finder };
     if (save && save.hasAttribute("data-enable-when-ready")) {
       // Usable from now on: the host hears of it first, then the agent can act.
       post({ type: MESSAGE_TYPE, version: 1, event: "ready", ucid: form.dataset.ucid || null });
@@ -524,7 +564,7 @@
   }
 
   function pickRecent(number) {
-    if (!current || !current.select || current.select.disabled) return false;
+    if (!current || !current.select || current.select.matches(":disabled")) return false;
     const option = current.select.querySelector(`option[data-recent="${number}"]`);
     if (!option) return false;
     option.selected = true;
@@ -545,6 +585,7 @@
     // htmx (loaded first) has processed the page by now: the form is ready to save.
     const form = document.getElementById("panel-form");
     if (form) wire(form);
+    else if (document.body.dataset.refused) refused(document.body.dataset.refused);
     watchHeight();
     performance.mark("panel-ready");
   });
@@ -586,7 +627,10 @@
     if (!target || target.id !== "status") return;
     if (form) markErrors(form);
     const outcome = document.querySelector("#status [data-outcome]");
-    if (outcome) tellHost(outcome);
+    if (!outcome) return;
+    tellHost(outcome);
+    // In a short frame the agent may have saved from the top (Ctrl+Enter): show the outcome.
+    target.scrollIntoView({ block: "nearest" });
   });
 
   document.addEventListener("htmx:error", (event) => {

@@ -110,6 +110,13 @@ def marked_block(document: str, marker: str) -> str:
 # -- the panel, as the CRM's iframe and htmx use it ---------------------------------------------
 
 
+def newest_embed_release() -> tuple[str, str]:
+    """The newest published release of embed.js and its integrity (tests/data)."""
+    releases = json.loads((ROOT / "tests" / "data" / "embed_releases.json").read_text())
+    version = max(releases, key=lambda v: tuple(map(int, v.split("."))))
+    return version, releases[version]
+
+
 def launch_path(ucid: str, agent: str = "agent1", did: str = DID, **extra: str) -> str:
     """A signed launch link's path and query, as a CRM makes it now."""
     query = signed_query({"ucid": ucid, "agentID": agent, "did": did} | extra, LAUNCH_SECRET)

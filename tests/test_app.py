@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, newest_embed_release
 from webapp import create_app
 
 
@@ -75,5 +75,8 @@ def test_the_demo_takes_a_call_on_a_line_in_a_theme_and_says_its_wrapup_time(tmp
     for wrong in ({"did": "123"}, {"theme": "night"}):
         assert web.post("/demo/calls", json=wrong).status_code == 400
     page = web.get("/demo", base_url="http://localhost:8123")
-    assert "http://127.0.0.1:8123/embed.js" in page.get_data(as_text=True)
+    # As the guide says: the newest release of embed.js, pinned with its integrity.
+    version, release = newest_embed_release()
+    html = page.get_data(as_text=True)
+    assert f'src="http://127.0.0.1:8123/embed/{version}.js" integrity="{release}"' in html
     assert "script-src 'self' http://127.0.0.1:8123" in page.headers["Content-Security-Policy"]

@@ -98,13 +98,14 @@ def page() -> ResponseReturnValue:
             lines=LINES,
             languages=_languages(),
             theme="light",
+            embed_version=assets.newest_embed()[0],
         )
     )
     response.headers["Content-Security-Policy"] = content_security_policy(
         "'self'",
         frame_src=widget_origin(),
         style_hashes=assets.inline_css_hash(current_app.extensions["assets"]),
-        script_src=f"'self' {widget_origin()}",  # the widget's /embed.js
+        script_src=f"'self' {widget_origin()}",  # the widget's embed.js
     )
     return response
 

@@ -2,7 +2,9 @@
 framing the widget on another (crm.test and widget.test, both mapped to loopback)."""
 
 import os
+import re
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -13,7 +15,7 @@ from werkzeug.serving import make_server
 
 from tests.helpers import DID, LAUNCH_SECRET, ROOT, marked_block, widget_env
 from webapp import create_app
-from webapp.panel.launch import signed_query
+from webapp.panel.launch import sign, signed_query
 from webapp.simulator import ServerThread, Simulator, SimulatorServer, start_server
 
 EMBEDDING_GUIDE = (ROOT / "docs" / "embedding.md").read_text(encoding="utf-8")
@@ -57,14 +59,42 @@ def browser():
 
 
 def signed_link(sites, args) -> str:
-    """What the CRM's server does: the call's launch URL, signed (and the look asked for)."""
+    """What the CRM's server does: the call's launch URL, signed (and the look asked for).
+    The mistakes CRM developers make, on request: `tamper` (altered after signing), `age`
+    (signed that many seconds ago), `ms` (ts in milliseconds, signed)."""
     params = {"ucid": args["ucid"], "agentID": args.get("agent", "agent1")}
     params |= {"did": args.get("did", DID), "callerID": "+919800000000"}
     params |= {name: args[name] for name in ("theme", "accent", "lang") if name in args}
-    query = signed_query(params, LAUNCH_SECRET)
+    query = signed_query(params, LAUNCH_SECRET, now=time.time() - int(args.get("age", 0)))
+    if args.get("ms"):
+        query = params | {"ts": str(int(time.time() * 1000))}
+        query["sig"] = sign(query, LAUNCH_SECRET)
     if args.get("tamper"):
         query["ucid"] = "999" + query["ucid"]
-    return f"{sites.widget}/disposition?{urlencode(query)}"
+    return f"{sites.widget}{args.get('path', '/disposition')}?{urlencode(query)}"
+
+
+def embed_host_page(sites, args) -> str:
+    """The guide's own host page (docs/embedding.md), with embed.js, for one call. Options a
+    test may ask for: `script` (another embed.js URL) with `integrity` ("" for none), and
+    `ready_timeout` (ms)."""
+    page = marked_block(EMBEDDING_GUIDE, "embed: host page")
+    page = page.replace("https://widget.example.com", sites.widget)
+    if "script" in args:
+        script = re.search(r'<script src="([^"]+)"\s+integrity="([^"]*)"', page)
+        page = page.replace(script.group(1), sites.widget + args["script"])
+        page = page.replace(script.group(2), args.get("integrity", ""))
+    page = page.replace("SIGNED_LAUNCH_URL", signed_link(sites, args))
+    page = page.replace("width: 360px", f"width: {int(args.get('width', 360))}px")
+    if "ready_timeout" in args:
+        timeout = int(args["ready_timeout"])
+        page = page.replace('src: "', f'readyTimeout: {timeout},\n      src: "', 1)
+    # To read in the tests: what the page's callbacks were given.
+    page = page.replace("<body>", "<body><script>window.received = [];</script>")
+    page = page.replace("onReady: () =>", "onReady: (m) => window.received.push(m) &&")
+    error = "onError: ({ reason }) => {"
+    page = page.replace(error, error + " window.received.push({ error: reason });")
+    return page
 
 
 def host_app(sites) -> Flask:
@@ -77,13 +107,14 @@ def host_app(sites) -> Flask:
     def call_page():
         src = signed_link(sites, request.args)
         width = int(request.args.get("width", 360))
+        height = int(request.args.get("height", 620))
         evil = (
             f'<iframe id="evil" src="{sites.evil}/evil"></iframe>' if "evil" in request.args else ""
         )
         return f"""<!doctype html><html lang="en">
 <head><title>CRM</title><link rel="icon" href="data:,"></head><body>
 <iframe id="widget" title="Call disposition" src="{escape(src)}"
-        style="width:{width}px;height:620px;border:0"></iframe>{evil}
+        style="width:{width}px;height:{height}px;border:0"></iframe>{evil}
 <script>
 window.received = [];
 window.addEventListener("message", (e) => window.received.push({{origin: e.origin, data: e.data}}));
@@ -91,14 +122,7 @@ window.addEventListener("message", (e) => window.received.push({{origin: e.origi
 
     @app.get("/embed-call")
     def embed_page():
-        page = marked_block(EMBEDDING_GUIDE, "embed: host page")
-        page = page.replace("https://widget.example.com", sites.widget)
-        page = page.replace("SIGNED_LAUNCH_URL", signed_link(sites, request.args))
-        page = page.replace("width: 360px", f"width: {int(request.args.get('width', 360))}px")
-        # To read in the tests: what the page's callbacks were given.
-        page = page.replace("<body>", "<body><script>window.received = [];</script>")
-        page = page.replace("onReady: () =>", "onReady: (m) => window.received.push(m) &&")
-        return page
+        return embed_host_page(sites, request.args)
 
     return app
 
@@ -136,7 +160,9 @@ class Sites:
 
     def __call__(self, environ, start_response):
         host = environ.get("HTTP_HOST", "").partition(":")[0]
-        app = {"crm.test": self.crm_app, "evil.test": self.evil_app}.get(host, self.widget_app)
+        # localhost: the CRM's page under a name WIDGET_FRAME_ANCESTORS does not list.
+        apps = {"crm.test": self.crm_app, "localhost": self.crm_app, "evil.test": self.evil_app}
+        app = apps.get(host, self.widget_app)
         return app(environ, start_response)
 
 

@@ -40,25 +40,78 @@ def test_save_while_live_is_queued_and_the_host_page_is_told(page, sites, simula
         "resultUnknown": False,
         "ucid": call.ucid,
         "disposition": "Interested",
+        "recordedDisposition": None,  # queued: CloudAgent records it when the call ends
+        "reason": None,
         "callbackTime": None,  # not a disposition with callbacks
         "message": text,
     }
+    # A queued save can still be replaced: the form stays live.
+    expect(frame.get_by_role("button", name="Save disposition")).to_be_enabled()
+    expect(frame.get_by_label("Disposition", exact=True)).to_be_editable()
     assert not page.errors
 
 
-def test_hang_up_then_save_is_saved_and_a_second_save_already_disposed(page, sites, simulator):
+def test_hang_up_then_save_is_saved_and_the_panel_looks_finished(page, sites, simulator):
     call = simulator.start_call("agent1", DID)
     frame = open_call(page, sites, call.ucid)
     simulator.hang_up(call.ucid)
     choose(frame, "Sale closed")
+    frame.get_by_label("Pause after this call").check()
+    frame.get_by_label("Pause reason").select_option("Lunch")
     save = frame.get_by_role("button", name="Save disposition")
     save.click()
     assert outcome(frame)[0] == "saved"
+    # CloudAgent takes nothing more: a summary of what it holds, and Save cannot be pressed.
+    expect(save).to_be_disabled()
+    expect(frame.get_by_label("Disposition", exact=True)).to_be_hidden()
+    summary = frame.get_by_role("status").get_by_label("What CloudAgent has for this call")
+    expect(summary).to_contain_text("Sale closed")
+    expect(summary.locator('[data-summary="pause"]')).to_have_text("Lunch")
+    (message,) = received(page)
+    assert message["data"]["recordedDisposition"] == "Sale closed"
+    assert message["data"]["reason"] == "saved"
+    assert not page.errors
+
+
+def test_a_second_panel_for_a_disposed_call_shows_what_cloudagent_kept(page, sites, simulator):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    simulator.hang_up(call.ucid)
+    choose(frame, "Sale closed")
+    frame.get_by_role("button", name="Save disposition").click()
+    assert outcome(frame)[0] == "saved"
+
+    frame = open_call(page, sites, call.ucid)  # the CRM shows the call again
     choose(frame, "Wrong number")  # too late to change it
+    save = frame.get_by_role("button", name="Save disposition")
     save.click()
     frame.locator('[data-outcome="already_disposed"]').wait_for()
     assert "your earlier save of “Sale closed” went through" in outcome(frame)[1]
-    assert [m["data"]["outcome"] for m in received(page, 2)] == ["saved", "already_disposed"]
+    # The screen agrees with CloudAgent: the select is back on what it holds, shown summed up.
+    expect(frame.get_by_label("Disposition", exact=True)).to_have_value("Sale closed")
+    summary = frame.get_by_role("status").get_by_label("What CloudAgent has for this call")
+    expect(summary.locator('[data-summary="disposition"]')).to_have_text("Sale closed")
+    expect(save).to_be_disabled()
+    (message,) = received(page)
+    data = message["data"]
+    assert (data["outcome"], data["disposition"]) == ("already_disposed", "Wrong number")
+    assert (data["recordedDisposition"], data["reason"]) == ("Sale closed", "earlier_save")
+    assert not page.errors
+
+
+def test_saving_the_same_disposition_again_is_saved_as_a_repeat(page, sites, simulator):
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, sites, call.ucid)
+    simulator.hang_up(call.ucid)
+    choose(frame, "Sale closed")
+    frame.get_by_role("button", name="Save disposition").click()
+    assert outcome(frame)[0] == "saved"
+    frame = open_call(page, sites, call.ucid)
+    choose(frame, "Sale closed")
+    frame.get_by_role("button", name="Save disposition").click()
+    assert outcome(frame)[0] == "saved"
+    data = received(page)[0]["data"]
+    assert (data["reason"], data["recordedDisposition"]) == ("repeat", "Sale closed")
 
 
 def test_pausing_without_a_reason_is_blocked_in_the_browser_and_on_the_server(

@@ -17,8 +17,9 @@ import pytest
 
 from tests.helpers import LAUNCH_SECRET, ROOT
 from webapp.config import DEFAULT_PAUSE_REASONS, load_settings
-from webapp.panel import launch
+from webapp.panel import launch, views
 from webapp.panel.launch import canonical, sign, verify
+from webapp.web import errors
 
 DOC = (ROOT / "docs" / "embedding.md").read_text(encoding="utf-8")
 PANEL_JS = (ROOT / "static" / "panel.js").read_text(encoding="utf-8")
@@ -242,7 +243,7 @@ def panel_message_keys():
 
 def test_the_documented_message_fields_are_the_ones_panel_js_sends():
     keys = panel_message_keys()
-    assert len(keys) == 9
+    assert len(keys) == 11
     example = json.loads(marked_block("postmessage: example")[1])
     assert list(example) == keys
     assert table_rows("| field | meaning |") == keys
@@ -268,16 +269,36 @@ def test_messages_never_go_to_every_origin():
     assert '"*")' not in PANEL_JS and "'*')" not in PANEL_JS
 
 
-EMBED_JS = (ROOT / "static" / "embed.js").read_bytes()
+RELEASES = json.loads((ROOT / "tests" / "data" / "embed_releases.json").read_text())
+NEWEST = max(RELEASES, key=lambda version: tuple(map(int, version.split("."))))
+EMBED_JS = (ROOT / "static" / "embed" / f"{NEWEST}.js").read_bytes()
 PANEL_CSS = (ROOT / "static" / "panel.css").read_text(encoding="utf-8")
 
 
-def test_the_published_integrity_is_the_embed_scripts_own():
+def test_the_published_integrity_is_the_newest_releases_own():
     digest = base64.b64encode(hashlib.sha384(EMBED_JS).digest()).decode()
-    published = re.findall(r'integrity="sha384-([^"]+)"', DOC)
-    assert published and set(published) == {digest}
-    assert marked_block("embed: script")[0] == "html"
-    assert f'integrity="sha384-{digest}"' in marked_block("embed: host page")[1]
+    assert RELEASES[NEWEST] == f"sha384-{digest}"
+    published = re.findall(r'integrity="(sha384-[^"]+)"', DOC)
+    # The newest release's, and the frozen /embed.js's in the Upgrades table.
+    assert set(published) == {RELEASES[NEWEST], RELEASES["1.0.0"]}
+    for block in ("embed: script", "embed: host page"):
+        language, text = marked_block(block)
+        assert language == "html"
+        assert f'embed/{NEWEST}.js"' in text and f'integrity="{RELEASES[NEWEST]}"' in text
+
+
+def test_the_documented_refusal_reasons_are_the_ones_the_widget_sends():
+    code = {
+        launch.BAD_SIGNATURE,
+        launch.EXPIRED_LINK,
+        launch.MALFORMED_LINK,
+        views.PANEL_EXPIRED,
+        views.PANEL_INVALID,
+        errors.NOT_FOUND,
+        errors.BAD_REQUEST,
+        errors.SERVER_ERROR,
+    }
+    assert set(table_rows("<!-- postmessage: refusals -->")) == code
 
 
 def test_the_documented_events_are_the_ones_the_panel_sends_and_takes():

@@ -23,8 +23,20 @@ MAX_PARAMS = 32
 MAX_VALUE = 512
 
 
+# Why a link was refused, as the host page is told (docs/embedding.md): a closed set that names
+# the cause and echoes nothing of the link.
+BAD_SIGNATURE = "bad_signature"
+EXPIRED_LINK = "expired_link"
+MALFORMED_LINK = "malformed_link"
+
+
 class LaunchError(Exception):
-    """The link is refused; str() says why, for the log only (never shown with its values)."""
+    """The link is refused; str() says why, for the log only (never shown with its values);
+    `reason` is one of the codes above, for the host page."""
+
+    def __init__(self, detail: str, reason: str = MALFORMED_LINK) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -81,14 +93,14 @@ def verify(
         if not re.fullmatch(r"[0-9a-f]{64}", given):
             raise LaunchError("missing or malformed sig")
         if not hmac.compare_digest(given, sign(params, secret)):
-            raise LaunchError("bad signature")
+            raise LaunchError("bad signature", BAD_SIGNATURE)
         raw_ts = params.get("ts", "")
         if not re.fullmatch(r"[0-9]{1,12}", raw_ts):  # int() would also take " +1_0" or "١٠"
             raise LaunchError("missing or malformed ts")
         ts = int(raw_ts)
         now = time.time() if now is None else now
         if not now - max_age <= ts <= now + FUTURE_SKEW:
-            raise LaunchError("stale or future ts")
+            raise LaunchError("stale or future ts", EXPIRED_LINK)
 
     for name in REQUIRED:
         if not _IDENTIFIER.fullmatch(params.get(name, "")):

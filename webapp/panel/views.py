@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from datetime import datetime
 from functools import lru_cache
 
 from flask import Blueprint, abort, current_app, g, make_response, render_template, request
@@ -29,10 +30,11 @@ from ..web.errors import error_page
 from ..web.headers import policy_allowing_style
 from ..web.logs import annotate
 from . import context
-from .callbacks import CallbackRule
+from .callbacks import UPSTREAM_FORMAT, CallbackRule
 from .forms import DispositionForm, csrf_matches, csrf_token_for
 from .launch import Launch, LaunchError, verify
 from .recent import RecentChoices
+from .recorded import FINISHED, Summary, recorded
 from .theme import accent_of, theme_of
 
 log = logging.getLogger("webapp.panel")
@@ -40,6 +42,9 @@ log = logging.getLogger("webapp.panel")
 bp = Blueprint("panel", __name__)
 
 INVALID = "invalid"
+# Why a panel that opened can no longer be used, as the host page is told (`refused`).
+PANEL_EXPIRED = "panel_expired"
+PANEL_INVALID = "panel_invalid"
 
 
 def _security_check_failed() -> str:
@@ -120,7 +125,7 @@ def launch() -> ResponseReturnValue:
         log.warning("launch refused: %s", refused)
         # The link's lang, though unverified, only picks one of our own catalogues.
         i18n.use(i18n.choose(request.args.get("lang")))
-        return render_template(i18n.template("forbidden.html")), 403
+        return render_template(i18n.template("forbidden.html"), refused=refused.reason), 403
     # The CRM's choice of look; a value the panel does not know is logged and ignored.
     theme = theme_of(call.extra.get("theme"))
     accent = accent_of(call.extra.get("accent"))
@@ -161,7 +166,8 @@ def _context() -> tuple[Launch, str]:
             message = _("This panel has expired. Open it again from the CRM; nothing was saved.")
         else:
             message = _("This panel is not valid. Open it again from the CRM; nothing was saved.")
-        abort(make_response(_outcome(INVALID, message, 403, clear_errors=True)))
+        refused = PANEL_EXPIRED if error.expired else PANEL_INVALID
+        abort(make_response(_outcome(INVALID, message, 403, clear_errors=True, refused=refused)))
     i18n.use(call.language)  # the panel's language, chosen when it opened
     return call, token
 
@@ -182,6 +188,7 @@ def _checked() -> tuple[Launch, str]:
                     403,
                     call=call,
                     clear_errors=True,
+                    refused=PANEL_INVALID,
                 )
             )
         )
@@ -210,6 +217,7 @@ def save() -> ResponseReturnValue:
                 403,
                 call=call,
                 clear_errors=True,
+                refused=PANEL_INVALID,
             )
         errors = {name: str(messages[0]) for name, messages in form.errors.items()}
         annotate(outcome=INVALID, reason="form", fields=sorted(errors))
@@ -223,7 +231,7 @@ def save() -> ResponseReturnValue:
         )
 
     try:
-        outcome = _record_and_send(call, form)
+        outcome, earlier = _record_and_send(call, form)
     except RateLimited as limited:
         # Only saves that would reach CloudAgent count against the agent's limit.
         annotate(outcome=UNAVAILABLE, reason="rate_limited")
@@ -249,6 +257,13 @@ def save() -> ResponseReturnValue:
         message += " " + _("Callback at %(when)s.", when=when)
     if outcome.kind in (QUEUED, SAVED):
         _recent().saved(call.agent_id, call.did, form.disposition.data)
+    sent = Summary(
+        form.disposition.data,
+        form.callback_upstream or "",
+        bool(form.pause.data),
+        form.pause_reason.data or "",
+    )
+    holds = recorded(outcome, earlier, sent)
     return _outcome(
         outcome.kind,
         message,
@@ -257,13 +272,33 @@ def save() -> ResponseReturnValue:
         unknown=outcome.reason in RESULT_UNKNOWN,
         disposition=form.disposition.data,
         callback_time=form.callback_upstream,
+        recorded=holds,
+        finished=outcome.kind in FINISHED,
+        summary=_summary(holds.summary),
         clear_errors=True,
     )
 
 
-def _record_and_send(call: Launch, form: DispositionForm) -> Outcome:
+def _summary(summary: Summary | None) -> dict[str, str] | None:
+    """The finished panel's lines, in the agent's words: what CloudAgent holds."""
+    if summary is None:
+        return None
+    callback = ""
+    if summary.callback_time:
+        rule = _callbacks()
+        at = datetime.strptime(summary.callback_time, UPSTREAM_FORMAT).replace(tzinfo=rule.zone)
+        callback = rule.spoken(at, i18n.current())
+    return {
+        "disposition": summary.disposition,
+        "callback": callback,
+        "pause": summary.pause_reason if summary.pause else "",
+    }
+
+
+def _record_and_send(call: Launch, form: DispositionForm) -> tuple[Outcome, Earlier | None]:
     """Write the attempt to the audit log (if the agent's save limit allows: else
-    RateLimited), call CloudAgent, complete the row."""
+    RateLimited), call CloudAgent, complete the row. With the outcome comes, after "already
+    disposed", the agent's earlier save of the call that it was read against."""
     audit: AuditLog = current_app.extensions["audit"]
     client: CloudAgentClient = current_app.extensions["cloudagent"]
     disposition = form.disposition.data
@@ -305,6 +340,7 @@ def _record_and_send(call: Launch, form: DispositionForm) -> Outcome:
         )
         raise
     latency = (time.perf_counter() - started) * 1000
+    earlier = None
     if outcome.kind == ALREADY_DISPOSED:
         earlier = audit.earlier_attempt(call.ucid, call.agent_id, entry)
         outcome = _after_earlier_save(outcome, earlier, attempt)
@@ -319,7 +355,7 @@ def _record_and_send(call: Launch, form: DispositionForm) -> Outcome:
     )
     # Time spent writing the audit trail: what a slow or contended database adds to a save.
     annotate(audit_ms=round(audit_ms + (time.perf_counter() - writing) * 1000, 1))
-    return outcome
+    return outcome, earlier
 
 
 def _after_earlier_save(outcome: Outcome, earlier: Earlier | None, attempt: Attempt) -> Outcome:

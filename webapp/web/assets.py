@@ -15,26 +15,36 @@ import base64
 import gzip
 import hashlib
 import mimetypes
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import brotli
 import rcssmin
 import rjsmin
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-# /embed.js keeps its URL across releases (CRM pages name it): cached an hour, revalidated
-# by its ETag. Its versioned URL, /assets/<hash>/embed.js, is cached for good.
-EMBED = "embed.js"
+# The host page's helper comes in releases, static/embed/<version>.js, each kept as released for
+# good (tests/data/embed_releases.json holds their hashes): a page that pins one with its
+# integrity never breaks on an upgrade (docs/embedding.md, "Upgrades").
+#   /embed/<version>.js  one release, cached for good;
+#   /embed/v<major>.js   the newest release of that major version: compatible, moving, so
+#                        cached an hour and revalidated by its ETag (no integrity: it changes);
+#   /embed/releases.json every release with its URL and integrity, newest last;
+#   /embed.js            release 1.0.0, whose integrity the first guide published: frozen.
+EMBED_RELEASE = re.compile(r"embed/([0-9]+)\.([0-9]+)\.([0-9]+)\.js")
+EMBED_LEGACY = "embed.js"  # also /assets/<hash>/embed.js, as the first guide named it
+EMBED_LEGACY_RELEASE = "embed/1.0.0.js"
 EMBED_CACHE = "public, max-age=3600"
+RELEASES_CACHE = "public, max-age=300"
 INLINE_CSS = "panel.css"
 COMPRESSIBLE = (".js", ".css", ".svg", ".txt", ".json")
 # Served as they are: the vendored build (already minified, its integrity published by its
-# authors) and embed.js (CRM pages pin the hash of the file in the repo, docs/embedding.md).
-AS_IS = ("vendor/", "embed.js")
+# authors) and the embed releases (CRM pages pin the hash of the file in the repo).
+AS_IS = ("vendor/", "embed/")
 
 bp = Blueprint("assets", __name__)
 
@@ -77,7 +87,26 @@ def build_manifest(folder: Path) -> dict[str, Asset]:
             mimetype=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
             brotli=squeezed if squeezed and len(squeezed) < len(data) else None,
         )
+    if EMBED_LEGACY_RELEASE in manifest:
+        manifest[EMBED_LEGACY] = manifest[EMBED_LEGACY_RELEASE]
     return manifest
+
+
+def embed_releases(manifest: dict[str, Asset]) -> dict[str, Asset]:
+    """The embed releases by version ("1.1.0"), oldest first."""
+    found = {}
+    for name, asset in manifest.items():
+        match = EMBED_RELEASE.fullmatch(name)
+        if match:
+            found[tuple(int(part) for part in match.groups())] = asset
+    return {".".join(map(str, version)): found[version] for version in sorted(found)}
+
+
+def newest_embed(major: int = 1) -> tuple[str, Asset]:
+    """The newest release of a major version: its version and file."""
+    releases = embed_releases(_manifest())
+    version = [v for v in releases if v.split(".")[0] == str(major)][-1]
+    return version, releases[version]
 
 
 def inline_css_hash(manifest: dict[str, Asset]) -> str:
@@ -129,10 +158,38 @@ def asset(digest: str, filename: str) -> ResponseReturnValue:
     return _serve(known, IMMUTABLE)
 
 
-@bp.get("/embed.js")
-def embed() -> ResponseReturnValue:
-    """The host page's helper (docs/embedding.md), at the URL CRM pages name."""
-    known = _manifest()[EMBED]
-    response = _serve(known, EMBED_CACHE)
+def _revalidated(known: Asset, cache: str) -> ResponseReturnValue:
+    response = _serve(known, cache)
     response.set_etag(f"{known.digest}-{response.headers.get('Content-Encoding', 'identity')}")
     return response.make_conditional(request)
+
+
+@bp.get("/embed.js")
+def embed() -> ResponseReturnValue:
+    """Release 1.0.0 of the host page's helper, at the URL the first guide named: frozen."""
+    return _revalidated(_manifest()[EMBED_LEGACY], EMBED_CACHE)
+
+
+@bp.get("/embed/<name>")
+def embed_release(name: str) -> ResponseReturnValue:
+    """A release (`1.1.0.js`), the newest of a major version (`v1.js`), or the list."""
+    releases = embed_releases(_manifest())
+    if name == "releases.json":
+        listed = [
+            {"version": v, "url": f"/embed/{v}.js", "integrity": asset.integrity}
+            for v, asset in releases.items()
+        ]
+        response = jsonify(releases=listed, latest=listed[-1]["version"] if listed else None)
+        response.headers["Cache-Control"] = RELEASES_CACHE
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+    major = re.fullmatch(r"v([0-9]{1,3})\.js", name)
+    if major:
+        newest = [v for v in releases if v.split(".")[0] == major.group(1)]
+        if not newest:
+            abort(404)
+        return _revalidated(releases[newest[-1]], EMBED_CACHE)
+    known = releases.get(name.removesuffix(".js")) if name.endswith(".js") else None
+    if known is None:
+        abort(404)
+    return _serve(known, IMMUTABLE)

@@ -27,13 +27,32 @@ NAMES = {
 }
 
 
+# What a host page is told when an error page stands in its frame instead of the panel
+# (`refused` event, docs/embedding.md); the launch link's own reasons are in panel/launch.py.
+NOT_FOUND = "not_found"
+BAD_REQUEST = "bad_request"
+SERVER_ERROR = "server_error"
+
+
+def refusal_reason(code: int) -> str:
+    if code >= 500:
+        return SERVER_ERROR
+    return NOT_FOUND if code in (404, 405) else BAD_REQUEST
+
+
 def error_page(code: int, name: str) -> ResponseReturnValue:
     """A small page for a browser. `name` is werkzeug's English one, shown only in English:
     in another language an error without a translated name is just "Error"."""
     known = NAMES.get(code)
     if known is None and i18n.current() != i18n.SOURCE_LANGUAGE:
         known = _("Error")
-    return render_template(i18n.template("error.html"), code=code, name=str(known or name)), code
+    page = render_template(
+        i18n.template("error.html"),
+        code=code,
+        name=str(known or name),
+        refused=refusal_reason(code),
+    )
+    return page, code
 
 
 def _answer(error: HTTPException) -> ResponseReturnValue:
