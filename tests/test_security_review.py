@@ -5,10 +5,12 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import stat
 
 import pytest
 from pytest_httpserver import HTTPServer
+from sqlalchemy import event
 from werkzeug import Response
 
 from tests.helpers import DID, LIVE, outcome_of
@@ -216,3 +218,32 @@ def test_allowing_them_is_logged_and_demo_mode_needs_no_flag(make_app, caplog, t
 def test_https_and_signed_links_need_no_flag():
     settings = load_settings(LIVE | {"WIDGET_CLOUDAGENT_URL": "https://ca.example.com"})
     assert settings.cloudagent_url == "https://ca.example.com" and not settings.allow_insecure
+
+
+# -- /readyz costs the same however long the audit trail grows ---------------------------------
+
+
+def test_readyz_reads_no_more_of_a_large_audit_trail_than_of_an_empty_one(app, web):
+    audit = app.extensions["audit"]
+    row = (1.0, 2.0, "req", "agent1", "u", DID, "Interested", False, "saved", "node")
+    with sqlite3.connect(app.config["WIDGET"].data_dir / "audit.sqlite3") as db:
+        db.executemany(
+            "INSERT INTO saves (started_at, finished_at, request_id, agent, ucid, did, "
+            "disposition, pause, outcome, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [row] * 200_000,
+        )
+    audit_sql: list[str] = []
+    event.listen(
+        audit.engine, "before_cursor_execute", lambda *args: audit_sql.append(args[2].lower())
+    )
+    token_sql: list[str] = []
+    app.extensions["cloudagent"].token_store._connect().set_trace_callback(token_sql.append)
+    try:
+        ready = web.get("/readyz")
+    finally:
+        app.extensions["cloudagent"].token_store._connect().set_trace_callback(None)
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+    assert set(ready.json["checks"]) == {"audit_log", "rate_limits", "token_store"}
+    # Each probe of the trail is one bounded read: no count, no scan of the table.
+    assert audit_sql and all("count(" not in sql and "limit" in sql for sql in audit_sql)
+    assert token_sql and all("count(" not in sql.lower() for sql in token_sql)
