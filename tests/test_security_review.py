@@ -9,14 +9,16 @@ import sqlite3
 import stat
 
 import pytest
+import requests
 from pytest_httpserver import HTTPServer
 from sqlalchemy import event
 from werkzeug import Response
 
 from tests.helpers import DID, LIVE, outcome_of
 from webapp.audit import Attempt
-from webapp.cloudagent import CloudAgentClient, SqliteTokenStore
+from webapp.cloudagent import RESULT_UNKNOWN, CloudAgentClient, SqliteTokenStore
 from webapp.cloudagent import cache as cache_module
+from webapp.cloudagent.client import ANSWER_CHUNK, MAX_ANSWER_BYTES
 from webapp.config import ConfigError, load_settings
 
 
@@ -247,3 +249,88 @@ def test_readyz_reads_no_more_of_a_large_audit_trail_than_of_an_empty_one(app, w
     # Each probe of the trail is one bounded read: no count, no scan of the table.
     assert audit_sql and all("count(" not in sql and "limit" in sql for sql in audit_sql)
     assert token_sql and all("count(" not in sql.lower() for sql in token_sql)
+
+
+# -- CloudAgent's answer is read only so far ------------------------------------------------------
+
+
+class EndlessBody:
+    """An answer that never ends, counting the bytes the client pulls from it."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+        self.closed = False
+
+    def read(self, amount: int | None = None, **_options: object) -> bytes:
+        chunk = b'{"status": "Success", "details": ["' + b"A" * max(0, (amount or 65536) - 35)
+        self.pulled += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class EndlessCloudAgent(requests.adapters.BaseAdapter):
+    """Answers every request 200 with an EndlessBody (a transport: no socket buffers between
+    what is sent and what the client pulls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[EndlessBody] = []
+
+    def send(self, request, **_options):
+        response = requests.Response()
+        response.status_code = 200
+        response.headers["Content-Type"] = "application/json"
+        response.raw = EndlessBody()
+        response.request, response.url = request, request.url
+        self.bodies.append(response.raw)
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_endless_answer_is_read_no_further_than_the_cap_and_trusted_in_nothing(tmp_path):
+    endless = EndlessCloudAgent()
+    session = requests.Session()
+    session.mount("https://ca.test", endless)
+    options = dict(base_url="https://ca.test", username="acme", api_key="k", session=session)
+    keyed = CloudAgentClient(auth="apikey", **options)
+    minting = CloudAgentClient(token_store=SqliteTokenStore(tmp_path / "t.sqlite3"), **options)
+    args = dict(agent_id="a", did=DID, ucid="u", disposition="Interested")
+
+    saved = keyed.set_disposition(**args)
+    assert (saved.kind, saved.reason) == ("unavailable", "bad_response")
+    assert saved.reason in RESULT_UNKNOWN  # it may have been applied: the agent is told so
+    listed = keyed.fetch_dispositions("a", DID, "u")
+    assert (listed.ok, listed.error.reason) == (False, "bad_response")
+    assert minting.set_disposition(**args).reason == "mint_failed"  # no token taken from it
+
+    assert len(endless.bodies) == 3  # Set, get, Generate Token
+    for body in endless.bodies:
+        assert MAX_ANSWER_BYTES < body.pulled <= MAX_ANSWER_BYTES + ANSWER_CHUNK
+        assert body.closed  # the connection is dropped, not read to its end
+
+
+def test_a_well_formed_answer_over_the_cap_is_unreadable_over_http(httpserver):
+    """Valid JSON, CloudAgent's own words, but longer than the cap: nothing of it is taken."""
+    padding = [f"Disposition {i:07d}" for i in range(MAX_ANSWER_BYTES // 16)]
+    answers = {
+        "get": {"status": "Success", "details": padding},
+        "Set": {"status": "Success", "details": "Disposition saved successfully", "x": padding},
+    }
+
+    def answer(request):
+        body = json.dumps(answers[request.get_json()["action"]])
+        assert len(body) > MAX_ANSWER_BYTES
+        return Response(body, 200, content_type="application/json")
+
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_handler(answer)
+    client = CloudAgentClient(
+        base_url=httpserver.url_for("/"), username="acme", api_key="k", auth="apikey"
+    )
+    saved = client.set_disposition(agent_id="a", did=DID, ucid="u", disposition="Interested")
+    assert (saved.kind, saved.reason) == ("unavailable", "bad_response")
+    listed = client.fetch_dispositions("a", DID, "u")
+    assert not listed.ok and listed.names == ()
