@@ -176,9 +176,10 @@ def test_a_list_that_failed_is_not_asked_for_again_on_every_request(panels, simu
     ],
 )
 def test_a_request_id_is_taken_only_when_well_formed_and_short_and_the_audit_keeps_it(
-    app, panels, call, given, kept
+    make_app, panels, call, given, kept
 ):
-    panel = panels.open(call.ucid)
+    app = make_app(WIDGET_TRUSTED_PROXIES="127.0.0.1")  # the test client's address
+    panel = panels.on(app.test_client()).open(call.ucid)
     response = panel.web.post(
         "/disposition/save",
         data={"context": panel.field("context"), "csrf_token": panel.field("csrf_token"),
@@ -190,6 +191,44 @@ def test_a_request_id_is_taken_only_when_well_formed_and_short_and_the_audit_kee
     assert len(logged) <= 64 and logged.replace("-", "").replace(".", "").isalnum()
     (row,) = app.extensions["audit"].rows()
     assert row["request_id"] == logged
+
+
+def save_with_request_id(panels, web, simulator, request_id, peer):
+    """A save of a new call, from `peer`, naming itself `request_id`: the response."""
+    panel = panels.on(web).open(simulator.start_call("agent1", DID).ucid)
+    return panel.web.post(
+        "/disposition/save",
+        data={"context": panel.field("context"), "csrf_token": panel.field("csrf_token"),
+              "disposition": "Interested", "comments": ""},
+        headers={"HX-Request": "true", "X-Request-ID": request_id},
+        environ_base={"REMOTE_ADDR": peer},
+    )  # fmt: skip
+
+
+def test_a_request_id_from_an_untrusted_peer_is_never_ours(make_app, panels, simulator, caplog):
+    caplog.set_level("INFO")
+    app = make_app(WIDGET_TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7")
+    web = app.test_client()
+    for peer in ("203.0.113.9", "203.0.113.9", "10.0.0.1"):  # the last one, a trusted proxy
+        save_with_request_id(panels, web, simulator, "lb-0123456789abcdef", peer)
+    rows = list(app.extensions["audit"].rows())
+    mine, again, proxied = (row["request_id"] for row in rows)
+    assert len({mine, again, "lb-0123456789abcdef"}) == 3  # each minted by the service
+    assert proxied == "lb-0123456789abcdef"  # the trusted proxy's id is kept
+    saves = [r.fields for r in caplog.records
+             if r.name == "webapp.request" and r.fields["path"] == "/disposition/save"]  # fmt: skip
+    assert [line.get("client_request_id") for line in saves] == [
+        "lb-0123456789abcdef", "lb-0123456789abcdef", None
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ["10.0.0.300", "proxy.example.com", "10.0.0.0/33", "*"])
+def test_trusted_proxies_must_be_addresses_or_networks(value):
+    with pytest.raises(ConfigError, match="^WIDGET_TRUSTED_PROXIES: .*not an IP address"):
+        load_settings(LIVE | {"WIDGET_TRUSTED_PROXIES": value})
+    assert load_settings(LIVE).trusted_proxies == ()
+    both = load_settings(LIVE | {"WIDGET_TRUSTED_PROXIES": "10.0.0.1 fd00::/8,192.0.2.0/24"})
+    assert [str(n) for n in both.trusted_proxies] == ["10.0.0.1/32", "fd00::/8", "192.0.2.0/24"]
 
 
 # -- what would expose the account refuses to start ----------------------------------------------
