@@ -73,6 +73,8 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     # The panel's language when neither the launch link nor the browser names one it has.
     default_language: str = "en"
+    # Days of audit trail `flask audit prune` keeps.
+    audit_retention_days: int = 400
     # Peers (load balancers, proxies) whose X-Request-ID is taken; empty: nobody's.
     trusted_proxies: tuple[IPNetwork, ...] = ()
 
@@ -134,6 +136,15 @@ def _metrics_token(env: Mapping[str, str]) -> str:
         # It travels in an Authorization header: printable ASCII, no spaces.
         raise ConfigError("WIDGET_METRICS_TOKEN: letters, digits and punctuation only")
     return value
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not low <= int(raw) <= high:
+        raise ConfigError(f"{name}: a whole number from {low} to {high}, got {raw!r}")
+    return int(raw)
 
 
 def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
@@ -349,4 +360,7 @@ def load_settings(
         metrics_token=_metrics_token(env),
         default_language=_language(env),
         trusted_proxies=_networks(env, "WIDGET_TRUSTED_PROXIES"),
+        audit_retention_days=_whole_number(
+            env, "WIDGET_AUDIT_RETENTION_DAYS", 400, low=1, high=36500
+        ),
     )
