@@ -160,6 +160,9 @@ def test_a_list_that_failed_is_not_asked_for_again_on_every_request(panels, simu
 
 
 # The save limit, exact under concurrency: tests/server/test_save_limit.py (4 workers racing).
+# Junk POSTs counted apart from saves, so the saves alert still sees an outage:
+# tests/web/test_metrics.py. The audit trail's retention: tests/audit/test_retention.py and
+# tests/shared/test_postgres_audit.py.
 
 
 # -- the request id -------------------------------------------------------------------------------
