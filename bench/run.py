@@ -238,6 +238,7 @@ def start_services(args: argparse.Namespace, tmp: Path, services: list[Service])
         "WIDGET_DATA_DIR": str(tmp / "widget-data"),
         "WIDGET_SAVES_PER_MINUTE": "10000",
         "WIDGET_ALLOW_INSECURE": "1",  # the simulator on loopback speaks http://
+        "WIDGET_TRUSTED_PROXIES": "127.0.0.1",  # the load tags its requests' ids
     }
     (tmp / "widget-data").mkdir()
     widget_env = base_env | {"WIDGET_BIND": f"127.0.0.1:{widget_port}"}

@@ -5,16 +5,20 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import stat
 
 import pytest
+import requests
 from pytest_httpserver import HTTPServer
+from sqlalchemy import event
 from werkzeug import Response
 
 from tests.helpers import DID, LIVE, outcome_of
 from webapp.audit import Attempt
-from webapp.cloudagent import CloudAgentClient, SqliteTokenStore
+from webapp.cloudagent import RESULT_UNKNOWN, CloudAgentClient, SqliteTokenStore
 from webapp.cloudagent import cache as cache_module
+from webapp.cloudagent.client import ANSWER_CHUNK, MAX_ANSWER_BYTES
 from webapp.config import ConfigError, load_settings
 
 
@@ -156,6 +160,9 @@ def test_a_list_that_failed_is_not_asked_for_again_on_every_request(panels, simu
 
 
 # The save limit, exact under concurrency: tests/server/test_save_limit.py (4 workers racing).
+# Junk POSTs counted apart from saves, so the saves alert still sees an outage:
+# tests/web/test_metrics.py. The audit trail's retention: tests/audit/test_retention.py and
+# tests/shared/test_postgres_audit.py.
 
 
 # -- the request id -------------------------------------------------------------------------------
@@ -172,9 +179,10 @@ def test_a_list_that_failed_is_not_asked_for_again_on_every_request(panels, simu
     ],
 )
 def test_a_request_id_is_taken_only_when_well_formed_and_short_and_the_audit_keeps_it(
-    app, panels, call, given, kept
+    make_app, panels, call, given, kept
 ):
-    panel = panels.open(call.ucid)
+    app = make_app(WIDGET_TRUSTED_PROXIES="127.0.0.1")  # the test client's address
+    panel = panels.on(app.test_client()).open(call.ucid)
     response = panel.web.post(
         "/disposition/save",
         data={"context": panel.field("context"), "csrf_token": panel.field("csrf_token"),
@@ -186,6 +194,44 @@ def test_a_request_id_is_taken_only_when_well_formed_and_short_and_the_audit_kee
     assert len(logged) <= 64 and logged.replace("-", "").replace(".", "").isalnum()
     (row,) = app.extensions["audit"].rows()
     assert row["request_id"] == logged
+
+
+def save_with_request_id(panels, web, simulator, request_id, peer):
+    """A save of a new call, from `peer`, naming itself `request_id`: the response."""
+    panel = panels.on(web).open(simulator.start_call("agent1", DID).ucid)
+    return panel.web.post(
+        "/disposition/save",
+        data={"context": panel.field("context"), "csrf_token": panel.field("csrf_token"),
+              "disposition": "Interested", "comments": ""},
+        headers={"HX-Request": "true", "X-Request-ID": request_id},
+        environ_base={"REMOTE_ADDR": peer},
+    )  # fmt: skip
+
+
+def test_a_request_id_from_an_untrusted_peer_is_never_ours(make_app, panels, simulator, caplog):
+    caplog.set_level("INFO")
+    app = make_app(WIDGET_TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7")
+    web = app.test_client()
+    for peer in ("203.0.113.9", "203.0.113.9", "10.0.0.1"):  # the last one, a trusted proxy
+        save_with_request_id(panels, web, simulator, "lb-0123456789abcdef", peer)
+    rows = list(app.extensions["audit"].rows())
+    mine, again, proxied = (row["request_id"] for row in rows)
+    assert len({mine, again, "lb-0123456789abcdef"}) == 3  # each minted by the service
+    assert proxied == "lb-0123456789abcdef"  # the trusted proxy's id is kept
+    saves = [r.fields for r in caplog.records
+             if r.name == "webapp.request" and r.fields["path"] == "/disposition/save"]  # fmt: skip
+    assert [line.get("client_request_id") for line in saves] == [
+        "lb-0123456789abcdef", "lb-0123456789abcdef", None
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ["10.0.0.300", "proxy.example.com", "10.0.0.0/33", "*"])
+def test_trusted_proxies_must_be_addresses_or_networks(value):
+    with pytest.raises(ConfigError, match="^WIDGET_TRUSTED_PROXIES: .*not an IP address"):
+        load_settings(LIVE | {"WIDGET_TRUSTED_PROXIES": value})
+    assert load_settings(LIVE).trusted_proxies == ()
+    both = load_settings(LIVE | {"WIDGET_TRUSTED_PROXIES": "10.0.0.1 fd00::/8,192.0.2.0/24"})
+    assert [str(n) for n in both.trusted_proxies] == ["10.0.0.1/32", "fd00::/8", "192.0.2.0/24"]
 
 
 # -- what would expose the account refuses to start ----------------------------------------------
@@ -216,3 +262,117 @@ def test_allowing_them_is_logged_and_demo_mode_needs_no_flag(make_app, caplog, t
 def test_https_and_signed_links_need_no_flag():
     settings = load_settings(LIVE | {"WIDGET_CLOUDAGENT_URL": "https://ca.example.com"})
     assert settings.cloudagent_url == "https://ca.example.com" and not settings.allow_insecure
+
+
+# -- /readyz costs the same however long the audit trail grows ---------------------------------
+
+
+def test_readyz_reads_no_more_of_a_large_audit_trail_than_of_an_empty_one(app, web):
+    audit = app.extensions["audit"]
+    row = (1.0, 2.0, "req", "agent1", "u", DID, "Interested", False, "saved", "node")
+    with sqlite3.connect(app.config["WIDGET"].data_dir / "audit.sqlite3") as db:
+        db.executemany(
+            "INSERT INTO saves (started_at, finished_at, request_id, agent, ucid, did, "
+            "disposition, pause, outcome, instance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [row] * 200_000,
+        )
+    audit_sql: list[str] = []
+    event.listen(
+        audit.engine, "before_cursor_execute", lambda *args: audit_sql.append(args[2].lower())
+    )
+    token_sql: list[str] = []
+    app.extensions["cloudagent"].token_store._connect().set_trace_callback(token_sql.append)
+    try:
+        ready = web.get("/readyz")
+    finally:
+        app.extensions["cloudagent"].token_store._connect().set_trace_callback(None)
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+    assert set(ready.json["checks"]) == {"audit_log", "rate_limits", "token_store"}
+    # Each probe of the trail is one bounded read: no count, no scan of the table.
+    assert audit_sql and all("count(" not in sql and "limit" in sql for sql in audit_sql)
+    assert token_sql and all("count(" not in sql.lower() for sql in token_sql)
+
+
+# -- CloudAgent's answer is read only so far ------------------------------------------------------
+
+
+class EndlessBody:
+    """An answer that never ends, counting the bytes the client pulls from it."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+        self.closed = False
+
+    def read(self, amount: int | None = None, **_options: object) -> bytes:
+        chunk = b'{"status": "Success", "details": ["' + b"A" * max(0, (amount or 65536) - 35)
+        self.pulled += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class EndlessCloudAgent(requests.adapters.BaseAdapter):
+    """Answers every request 200 with an EndlessBody (a transport: no socket buffers between
+    what is sent and what the client pulls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[EndlessBody] = []
+
+    def send(self, request, **_options):
+        response = requests.Response()
+        response.status_code = 200
+        response.headers["Content-Type"] = "application/json"
+        response.raw = EndlessBody()
+        response.request, response.url = request, request.url
+        self.bodies.append(response.raw)
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_endless_answer_is_read_no_further_than_the_cap_and_trusted_in_nothing(tmp_path):
+    endless = EndlessCloudAgent()
+    session = requests.Session()
+    session.mount("https://ca.test", endless)
+    options = dict(base_url="https://ca.test", username="acme", api_key="k", session=session)
+    keyed = CloudAgentClient(auth="apikey", **options)
+    minting = CloudAgentClient(token_store=SqliteTokenStore(tmp_path / "t.sqlite3"), **options)
+    args = dict(agent_id="a", did=DID, ucid="u", disposition="Interested")
+
+    saved = keyed.set_disposition(**args)
+    assert (saved.kind, saved.reason) == ("unavailable", "bad_response")
+    assert saved.reason in RESULT_UNKNOWN  # it may have been applied: the agent is told so
+    listed = keyed.fetch_dispositions("a", DID, "u")
+    assert (listed.ok, listed.error.reason) == (False, "bad_response")
+    assert minting.set_disposition(**args).reason == "mint_failed"  # no token taken from it
+
+    assert len(endless.bodies) == 3  # Set, get, Generate Token
+    for body in endless.bodies:
+        assert MAX_ANSWER_BYTES < body.pulled <= MAX_ANSWER_BYTES + ANSWER_CHUNK
+        assert body.closed  # the connection is dropped, not read to its end
+
+
+def test_a_well_formed_answer_over_the_cap_is_unreadable_over_http(httpserver):
+    """Valid JSON, CloudAgent's own words, but longer than the cap: nothing of it is taken."""
+    padding = [f"Disposition {i:07d}" for i in range(MAX_ANSWER_BYTES // 16)]
+    answers = {
+        "get": {"status": "Success", "details": padding},
+        "Set": {"status": "Success", "details": "Disposition saved successfully", "x": padding},
+    }
+
+    def answer(request):
+        body = json.dumps(answers[request.get_json()["action"]])
+        assert len(body) > MAX_ANSWER_BYTES
+        return Response(body, 200, content_type="application/json")
+
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_handler(answer)
+    client = CloudAgentClient(
+        base_url=httpserver.url_for("/"), username="acme", api_key="k", auth="apikey"
+    )
+    saved = client.set_disposition(agent_id="a", did=DID, ucid="u", disposition="Interested")
+    assert (saved.kind, saved.reason) == ("unavailable", "bad_response")
+    listed = client.fetch_dispositions("a", DID, "u")
+    assert not listed.ok and listed.names == ()

@@ -44,7 +44,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=16 * 1024,
         MAX_FORM_PARTS=50,
     )
-    logs.init_app(app)
+    logs.init_app(app, settings.trusted_proxies)
     i18n.init_app(app, ROOT / "translations", settings.default_language)
     metrics.init_app(app, settings.metrics_token)
     app.extensions["cloudagent"] = _make_client(app, settings)

@@ -6,6 +6,7 @@ so an operator sees exactly what to fix.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -30,6 +31,9 @@ PRODUCTION_ONLY = (
     "WIDGET_REDIS_URL",
     "WIDGET_DATABASE_URL",
 )
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -69,6 +73,10 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     # The panel's language when neither the launch link nor the browser names one it has.
     default_language: str = "en"
+    # Days of audit trail `flask audit prune` keeps.
+    audit_retention_days: int = 400
+    # Peers (load balancers, proxies) whose X-Request-ID is taken; empty: nobody's.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @property
     def frame_ancestors_header(self) -> str:
@@ -128,6 +136,30 @@ def _metrics_token(env: Mapping[str, str]) -> str:
         # It travels in an Authorization header: printable ASCII, no spaces.
         raise ConfigError("WIDGET_METRICS_TOKEN: letters, digits and punctuation only")
     return value
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not low <= int(raw) <= high:
+        raise ConfigError(f"{name}: a whole number from {low} to {high}, got {raw!r}")
+    return int(raw)
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    """Comma- or space-separated IP addresses and CIDR networks (an address: a /32 or /128)."""
+    networks = []
+    for item in re.split(r"[\s,]+", env.get(name, "").strip()):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {item!r} is not an IP address or network like 10.0.0.5 or 10.0.0.0/8"
+            ) from None
+    return tuple(networks)
 
 
 def redact_url(url: str) -> str:
@@ -327,4 +359,8 @@ def load_settings(
         allow_insecure=allow_insecure,
         metrics_token=_metrics_token(env),
         default_language=_language(env),
+        trusted_proxies=_networks(env, "WIDGET_TRUSTED_PROXIES"),
+        audit_retention_days=_whole_number(
+            env, "WIDGET_AUDIT_RETENTION_DAYS", 400, low=1, high=36500
+        ),
     )

@@ -61,6 +61,7 @@ def counts(samples) -> dict[str, float]:
     return {
         "queued": value("widget_saves_total", outcome="queued"),
         "invalid": value("widget_saves_total", outcome="invalid"),
+        "refused_csrf": value("widget_requests_refused_total", reason="csrf"),
         "panel_loads": value("widget_panel_loads_total"),
         "sets": value("widget_upstream_request_duration_seconds_count", action="set"),
         "audit_writes": value("widget_audit_write_duration_seconds_count"),
@@ -88,7 +89,8 @@ def test_counters_add_up_across_workers_whichever_answers(stack):
 
     expected = {
         "queued": SAVES,
-        "invalid": FORGED,
+        "invalid": 0,  # forged CSRF tokens are refused requests, not saves
+        "refused_csrf": FORGED,
         "panel_loads": SAVES,
         "sets": SAVES,
         "audit_writes": SAVES,

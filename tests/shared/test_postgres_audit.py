@@ -5,9 +5,10 @@ goes away before or after CloudAgent is called."""
 import logging
 import multiprocessing
 import sqlite3
+import time
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, insert, inspect, text
 
 from tests.helpers import DID, outcome_of, prepare_schema_in_child, wait_for
 from webapp.audit import (
@@ -19,6 +20,7 @@ from webapp.audit import (
     sqlite_url,
 )
 from webapp.audit import schema as audit_schema
+from webapp.audit.schema import saves
 from webapp.config import ConfigError
 
 V1_SAVES = """
@@ -162,6 +164,29 @@ def test_saves_are_recorded_in_postgresql_and_exported_by_the_cli(
     assert exported.exit_code == 0, exported.output
     assert call.ucid in exported.stdout and '"instance": "w1"' in exported.stdout
     assert web.get("/readyz").json["checks"]["audit_log"] == "ok"
+
+
+def test_prune_removes_old_attempts_in_batches_of_a_transaction_each(pg_app):
+    audit = pg_app.extensions["audit"]
+    old = dict(started_at=time.time() - 500 * 86400, agent="agent1", ucid="u", did=DID,
+               disposition="Interested", pause=False, outcome="saved")  # fmt: skip
+    with audit.engine.begin() as conn:
+        conn.execute(insert(saves), [old] * 2500 + [old | {"started_at": time.time()}] * 3)
+    deletes, commits = [], []
+
+    def after(_conn, cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("DELETE"):
+            deletes.append(cursor.rowcount)
+
+    event.listen(audit.engine, "after_cursor_execute", after)
+    event.listen(audit.engine, "commit", lambda _conn: commits.append(True))
+    runner = pg_app.test_cli_runner()
+    dry = runner.invoke(args=["audit", "prune", "--dry-run"])
+    assert "would remove 2500 attempt(s)" in dry.output and deletes == []
+    pruned = runner.invoke(args=["audit", "prune"])
+    assert pruned.exit_code == 0 and "removed 2500 attempt(s)" in pruned.output
+    assert deletes == [1000, 1000, 500] and len(commits) == 3
+    assert len(list(audit.rows())) == 3
 
 
 def test_database_down_before_the_call_refuses_the_save_and_sends_nothing(

@@ -53,6 +53,7 @@ class Cluster:
             WIDGET_SAVES_PER_MINUTE="10000",  # one agent makes hundreds of saves here
             WIDGET_REDIS_URL=redis.url,
             WIDGET_DATABASE_URL=database_url,
+            WIDGET_TRUSTED_PROXIES="127.0.0.1",  # the test's saves name themselves
         )
         try:
             self.instances = [

@@ -1,11 +1,17 @@
 """GET /metrics: Prometheus text for the holder of WIDGET_METRICS_TOKEN, counting what the
 service did, outcome by outcome; no token, no endpoint."""
 
+import re
+import time
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import DID
+from tests.helpers import DID, ROOT, marked_block
 from webapp.config import ConfigError
+from webapp.panel import context
+from webapp.panel.launch import Launch
+from webapp.web.metrics import REFUSAL_REASONS
 
 TOKEN = "metrics-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -67,12 +73,15 @@ def test_every_metric_is_there_from_the_start(web):
         "widget_token_conflict_blocked",
         "widget_dispositions_cache_total",
         "widget_audit_write_duration_seconds_count",
+        "widget_requests_refused_total",
     ):
         assert name in names, name
     for outcome in ("queued", "saved", "already_disposed", "rejected", "unavailable", "invalid",
                     "unknown"):  # fmt: skip
         assert value(samples, "widget_saves_total", outcome=outcome) == 0
     assert value(samples, "widget_token_mint_budget_remaining") == 10
+    for reason in REFUSAL_REASONS:
+        assert ("widget_requests_refused_total", (("reason", reason),)) in samples
 
 
 def test_saves_and_loads_are_counted_by_outcome(web, panels, simulator):
@@ -82,20 +91,23 @@ def test_saves_and_loads_are_counted_by_outcome(web, panels, simulator):
     simulator.hang_up(calls[1].ucid)
     assert opened[1].save().status_code == 200  # saved
     assert opened[1].save(disposition="Not interested").status_code == 200  # already disposed
-    assert opened[2].save(csrf_token="forged").status_code == 403  # invalid
-    assert opened[2].save(context="forged").status_code == 403  # invalid, before any check
+    assert opened[2].save(csrf_token="forged").status_code == 403  # refused: csrf
+    assert opened[2].save(context="forged").status_code == 403  # refused: context
+    assert opened[2].save(disposition="").status_code == 422  # invalid: the agent's form
     simulator.add_fault("Set", "http_502")  # a gateway's page: did the Set go through?
     assert opened[2].save().status_code == 200  # unknown
     assert opened[2].save().status_code == 429  # the fifth save to reach the limit of 4
 
     samples = scrape(web)
-    expected = {"queued": 1, "saved": 1, "already_disposed": 1, "invalid": 2, "unknown": 1,
+    expected = {"queued": 1, "saved": 1, "already_disposed": 1, "invalid": 1, "unknown": 1,
                 "unavailable": 1}  # fmt: skip
     for outcome in ("queued", "saved", "already_disposed", "rejected", "unavailable", "invalid",
                     "unknown"):  # fmt: skip
         got = value(samples, "widget_saves_total", outcome=outcome)
         assert got == expected.get(outcome, 0), (outcome, got)
     assert value(samples, "widget_rate_limited_total") == 1
+    assert value(samples, "widget_requests_refused_total", reason="csrf") == 1
+    assert value(samples, "widget_requests_refused_total", reason="context") == 1
     assert value(samples, "widget_panel_loads_total") == 3
     assert value(samples, "widget_token_mints_total") == 1
     assert value(samples, "widget_token_mint_attempts_total") == 1
@@ -134,3 +146,74 @@ def test_a_sign_in_conflict_shows(web, panels, simulator):
     assert value(samples, "widget_token_conflict_blocked") == 1
     assert value(samples, "widget_token_mint_budget_remaining") == 3 - 2
     assert web.get("/readyz").get_json()["sign_in_conflict"]["until"].endswith("Z")
+
+
+# -- junk requests are not saves: the saves' alert sees every real failure -----------------------
+
+
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+
+
+def failing_ratio(samples) -> float:
+    """DispositionSavesFailing's ratio, as docs/operations.md writes it, over one scrape's
+    totals (every save of the test falls within the rule's window)."""
+    rules = marked_block(OPERATIONS, "alert-rules")
+    expr = re.search(r"alert: DispositionSavesFailing\n.*?expr: \|\n(.*?)\n\s+for:", rules, re.S)
+    expr = " ".join(expr.group(1).split())
+    failing = re.fullmatch(
+        r'sum\(rate\(widget_saves_total\{outcome=~"([a-z_|]+)"\}\[5m\]\)\) / '
+        r"clamp_min\(sum\(rate\(widget_saves_total\[5m\]\)\), 1e-9\) > 0\.05",
+        expr,
+    )
+    assert failing, expr
+    saves = {dict(labels)["outcome"]: v for (name, labels), v in samples.items()
+             if name == "widget_saves_total"}  # fmt: skip
+    bad = sum(v for outcome, v in saves.items() if re.fullmatch(failing.group(1), outcome))
+    return bad / max(sum(saves.values()), 1e-9)
+
+
+def test_junk_posts_are_counted_apart_and_the_alert_still_sees_every_save_failing(
+    web, panels, simulator
+):
+    simulator.add_fault("Set", "status_error", count=-1)  # CloudAgent takes no save at all
+    panel = panels.open(simulator.start_call("agent1", DID).ucid)
+    junk = [
+        {},  # no context at all
+        {"context": "forged", "csrf_token": "x"},
+        {"context": panel.field("context"), "csrf_token": "0" * 64},
+        {"context": panel.field("context"), "csrf_token": panel.field("csrf_token"),
+         "disposition": "Interested", "comments": "x" * 20_000},  # 413
+    ]  # fmt: skip
+    expected = {"context": 0, "csrf": 0, "too_large": 0}
+    for i in range(300):
+        form = junk[i % len(junk)]
+        response = web.post("/disposition/save", data=form, headers={"HX-Request": "true"})
+        assert response.status_code in (403, 413)
+        reason = ("context", "context", "csrf", "too_large")[i % len(junk)]
+        expected[reason] += 1
+    for _ in range(3):
+        assert panel.save().status_code == 200  # unavailable: "could not take it just now"
+    assert simulator.stats()["requests"]["Set"] == 3
+
+    samples = scrape(web)
+    assert failing_ratio(samples) == 1.0  # 100 %: the junk does not hide the outage
+    assert value(samples, "widget_saves_total", outcome="unavailable") == 3
+    assert value(samples, "widget_saves_total", outcome="invalid") == 0
+    for reason, count in expected.items():
+        assert value(samples, "widget_requests_refused_total", reason=reason) == count, reason
+
+
+def test_an_expired_panel_and_a_refused_reload_are_counted_as_refused(app, web, monkeypatch):
+    secret = app.config["WIDGET"].secret_key
+    with monkeypatch.context() as past:
+        past.setattr(time, "time", lambda: 0.0 + 1_000_000_000)  # long before any max age
+        stale = context.issue(Launch("u1", "agent1", DID), secret)
+    response = web.post(
+        "/disposition/save", data={"context": stale}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 403
+    assert web.post("/disposition/form", data={"context": "forged"}).status_code == 403
+    samples = scrape(web)
+    assert value(samples, "widget_requests_refused_total", reason="expired") == 1
+    assert value(samples, "widget_requests_refused_total", reason="context") == 1
+    assert sum(v for (name, _), v in samples.items() if name == "widget_saves_total") == 0

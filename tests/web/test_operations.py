@@ -51,8 +51,9 @@ def test_one_structured_line_per_request_with_its_id_and_upstream_calls(web, cal
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
 
 
-def test_a_request_id_from_the_load_balancer_is_kept(web, caplog):
+def test_a_request_id_from_the_load_balancer_is_kept(make_app, caplog):
     caplog.set_level(logging.INFO)
+    web = make_app(WIDGET_TRUSTED_PROXIES="127.0.0.0/8").test_client()
     response = web.get("/healthz", headers={"X-Request-ID": "lb-1234-abcd"})
     assert response.headers["X-Request-ID"] == "lb-1234-abcd"
     bad = web.get("/healthz", headers={"X-Request-ID": "<script>"})

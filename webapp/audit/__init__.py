@@ -4,7 +4,7 @@
 - schema.py: the tables, the schema version and the start-up migrations;
 - sqlite.py, writelock.py, groupcommit.py: how many processes write one SQLite file fast and
   safely (PostgreSQL needs none of them);
-- cli.py: `flask --app wsgi audit list|export`.
+- cli.py: `flask --app wsgi audit list|export|prune`.
 """
 
 from .log import (

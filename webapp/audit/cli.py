@@ -1,4 +1,5 @@
-"""`flask --app wsgi audit ...`: read the audit trail, or export it as CSV or JSON lines."""
+"""`flask --app wsgi audit ...`: read the audit trail, export it as CSV or JSON lines, or
+prune what is older than its retention."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import csv
 import json
 import re
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -115,3 +117,18 @@ def _run(fmt: str, out: TextIO, *, since: Any, until: Any, **filters: Any) -> No
     rows = log.rows(since=_timestamp(since), until=_timestamp(until), **filters)
     count = _write(rows, fmt, out)
     click.echo(f"{count} attempt(s)", err=True)
+
+
+@audit.command(
+    "prune", help="Remove attempts older than WIDGET_AUDIT_RETENTION_DAYS, in small batches."
+)
+@click.option("--days", type=click.IntRange(min=1), help="keep this many days instead")
+@click.option("--dry-run", is_flag=True, help="only say how many would be removed")
+@with_appcontext
+def prune_command(days: int | None, dry_run: bool) -> None:
+    log: AuditLog = current_app.extensions["audit"]
+    days = days or current_app.config["WIDGET"].audit_retention_days
+    cutoff = time.time() - days * 86400
+    count = log.prune(cutoff, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {count} attempt(s) started before {_iso(cutoff)} (older than {days} days)")

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Engine,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -85,6 +86,20 @@ _RECENT = (
     .order_by(saves.c.started_at.desc(), saves.c.id.desc())
     .limit(RECENT_SCAN)
 )
+
+# The readiness probe: the newest row's id, through the primary key.
+_PROBE = select(saves.c.id).order_by(saves.c.id.desc()).limit(1)
+
+# Retention: the oldest rows, a bounded batch at a time, through ix_saves_started.
+PRUNE_BATCH = 1000
+_OLDEST_BEFORE = (
+    select(saves.c.id)
+    .where(saves.c.started_at < bindparam("cutoff"))
+    .order_by(saves.c.started_at)
+    .limit(bindparam("batch"))
+)
+_PRUNE = delete(saves).where(saves.c.id.in_(_OLDEST_BEFORE.scalar_subquery()))
+_COUNT_BEFORE = select(func.count()).where(saves.c.started_at < bindparam("cutoff"))
 
 # PostgreSQL: a save limit's count and row under one lock per agent, for the transaction.
 _AGENT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
@@ -199,8 +214,10 @@ class AuditLog:
             return write(conn)
 
     def ping(self) -> None:
+        """Raise if the trail cannot be read (readiness probe). One row by primary key: the
+        same cost however many rows the trail holds (a count would read them all)."""
         with self.engine.connect() as conn:
-            conn.execute(select(func.count()).select_from(saves)).scalar()
+            conn.execute(_PROBE).first()
 
     def begin(self, attempt: Attempt, limit: tuple[int, float] | None = None) -> int:
         """Record an attempt before calling CloudAgent; its outcome reads `unknown` until
@@ -326,6 +343,24 @@ class AuditLog:
         if retrier is not None:
             retrier.join(timeout=10)
         self.engine.dispose()
+
+    def prune(self, cutoff: float, *, batch: int = PRUNE_BATCH, dry_run: bool = False) -> int:
+        """Remove the attempts started before `cutoff` (epoch seconds); how many (with
+        `dry_run`, how many there are, removing none).
+
+        `batch` rows per transaction, each written as any other audit write (SQLite: under
+        the host's write lock, in the process's group commit), so saves wait at most one
+        batch's delete, never the whole prune."""
+        if dry_run:
+            with self.engine.connect() as conn:
+                return int(conn.execute(_COUNT_BEFORE, {"cutoff": cutoff}).scalar() or 0)
+        params = {"cutoff": cutoff, "batch": batch}
+        removed = 0
+        while True:
+            done = int(self._write(lambda conn: conn.execute(_PRUNE, params).rowcount))
+            removed += done
+            if done < batch:
+                return removed
 
     def recent_dispositions(self, agent: str, did: str, limit: int = 5) -> list[str]:
         """The agent's last distinct dispositions on this DID that CloudAgent took (queued or

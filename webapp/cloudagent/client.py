@@ -50,6 +50,11 @@ FAILURE_HOLD = 60.0  # any other failed mint: at most one attempt a minute while
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{8,4096}")
 TOKEN_PATH = "/ca_apis/CAToken/generateToken"  # noqa: S105
 DISPOSITION_PATH = "/ca_apis/DispositionAPIV2"
+# The most of an answer read (bytes, after any Content-Encoding): CloudAgent's largest, a list
+# of thousands of dispositions, is about 100 KB. A larger answer is unreadable, and its
+# connection dropped after at most this much plus one chunk: memory stays flat whatever is sent.
+MAX_ANSWER_BYTES = 1024 * 1024
+ANSWER_CHUNK = 64 * 1024
 # callBackTime as CloudAgent reads it (ASCII digits: \d would take other scripts' digits too).
 CALLBACK_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}")
 
@@ -278,8 +283,14 @@ class CloudAgentClient:
                 json=body,
             )
             # Never followed: a redirect would carry the API key or token to another URL.
-            response = self.session.send(request, timeout=self.timeout, allow_redirects=False)
-            raw = response.text
+            # Streamed, so that no more of the answer than MAX_ANSWER_BYTES is ever read.
+            response = self.session.send(
+                request, timeout=self.timeout, allow_redirects=False, stream=True
+            )
+            try:
+                raw = _text_of(response, action)
+            finally:
+                response.close()
         except requests.ConnectionError as exc:
             ms = (time.perf_counter() - started) * 1000
             if _never_sent(exc):
@@ -401,6 +412,26 @@ class CloudAgentClient:
             self.on_mint()
         token = token.strip()
         return Token(token, token_expiry(token, self.clock()))
+
+
+def _text_of(response: requests.Response, action: str) -> str:
+    """The answer's text, read at most MAX_ANSWER_BYTES (+ a chunk) far; "" (an unreadable
+    answer: nothing of it trusted) when it is longer."""
+    body = bytearray()
+    for chunk in response.iter_content(ANSWER_CHUNK):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            log.warning(
+                "cloudagent %s: answer longer than %d bytes (HTTP %s), not read",
+                action,
+                MAX_ANSWER_BYTES,
+                response.status_code,
+            )
+            return ""
+    try:
+        return body.decode(response.encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know: as requests' .text does
+        return body.decode("utf-8", errors="replace")
 
 
 def fault_of(result: Reply | Outcome) -> str | None:

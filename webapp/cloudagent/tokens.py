@@ -229,7 +229,7 @@ class SqliteTokenStore:
 
     def ping(self) -> None:
         """Raise if the store cannot be read (readiness probe)."""
-        self._connect().execute("SELECT COUNT(*) FROM tokens").fetchone()
+        self._connect().execute("SELECT 1 FROM tokens LIMIT 1").fetchone()
 
     def current(self, account: str) -> Token | None:
         row = (

@@ -162,6 +162,8 @@ def _context() -> tuple[Launch, str]:
         call = context.read(token, settings.secret_key, settings.context_max_age)
     except context.ContextError as error:
         log.warning("panel request refused: context %s", error)
+        if "log_fields" in g:  # counted as refused, never as a save (webapp.web.metrics)
+            annotate(outcome=INVALID, reason="expired" if error.expired else "context")
         if error.expired:
             message = _("This panel has expired. Open it again from the CRM; nothing was saved.")
         else:

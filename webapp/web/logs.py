@@ -3,15 +3,20 @@ call it was about, its outcome and the CloudAgent calls it made."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, current_app, g, has_request_context, request
+
+from ..config import IPNetwork
 
 log = logging.getLogger("webapp.request")
 
@@ -88,9 +93,36 @@ def record_upstream(
         g.upstream.append(call)
 
 
+def trusted_peers(networks: Iterable[IPNetwork]) -> Callable[[str | None], bool]:
+    """Whether a peer's address (request.remote_addr) is in `networks`: cached per address,
+    for a check on every request."""
+    networks = tuple(networks)
+
+    @lru_cache(maxsize=1024)
+    def trusted(address: str | None) -> bool:
+        if not networks or not address:
+            return False
+        try:
+            peer = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:  # a unix socket's peer, or anything else that is no address
+            return False
+        if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+            peer = peer.ipv4_mapped
+        return any(peer in network for network in networks)
+
+    return trusted
+
+
 def _start() -> None:
+    # Only a trusted proxy names the request: any other client could reuse an id to make its
+    # requests look like someone else's in the logs and the audit trail.
     incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
-    g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    sane = bool(_REQUEST_ID.fullmatch(incoming))
+    if sane and current_app.extensions["trusted_proxy"](request.remote_addr):
+        g.request_id = incoming
+    else:
+        g.request_id = uuid.uuid4().hex
+    g.client_request_id = incoming if sane and incoming != g.request_id else None
     g.started = time.perf_counter()
     g.log_fields = {}
     g.upstream = []
@@ -107,6 +139,8 @@ def _finish(response: Response) -> Response:
         "duration_ms": round((time.perf_counter() - g.started) * 1000, 1),
         **g.log_fields,
     }
+    if g.client_request_id:  # what the client called it: never our id
+        fields["client_request_id"] = g.client_request_id
     if g.upstream:
         fields["upstream"] = g.upstream
         fields["upstream_ms"] = round(sum(call["ms"] for call in g.upstream), 1)
@@ -114,7 +148,9 @@ def _finish(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, trusted_proxies: Iterable[IPNetwork] = ()) -> None:
+    """JSON logs, and one line per request; X-Request-ID taken from `trusted_proxies` only."""
     configure()
+    app.extensions["trusted_proxy"] = trusted_peers(trusted_proxies)
     app.before_request(_start)
     app.after_request(_finish)

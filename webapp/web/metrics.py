@@ -43,6 +43,10 @@ SAVE_OUTCOMES = (
     "invalid",
     "unknown",
 )
+# Why a panel's request was refused before its context and CSRF token were verified: not a
+# save (it never was one), so it never dilutes the saves' failure ratio.
+REFUSAL_REASONS = ("context", "expired", "csrf", "too_large", "bad_request")
+PANEL_POSTS = ("panel.save", "panel.reload_form")
 CACHE_RESULTS = ("hit", "miss", "stale", "error")
 ACTIONS = {"get": "get", "Set": "set", "generateToken": "token"}
 UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 60.0)
@@ -60,6 +64,12 @@ class Metrics:
             "widget_saves",
             "Saves answered, by outcome (unknown: CloudAgent's answer was lost or unreadable).",
             ("outcome",),
+        )
+        self.refused = counter(
+            "widget_requests_refused",
+            "Panel requests (saves, reloads) refused before their context and CSRF token "
+            "were verified, by reason.",
+            ("reason",),
         )
         self.upstream_seconds = Histogram(
             "widget_upstream_request_duration_seconds",
@@ -99,6 +109,8 @@ class Metrics:
         # Zeros from the start, so rate() and absent() behave before the first event.
         for outcome in SAVE_OUTCOMES:
             self.saves.labels(outcome)
+        for reason in REFUSAL_REASONS:
+            self.refused.labels(reason)
         for result in CACHE_RESULTS:
             self.cache.labels(result)
         for action in ACTIONS.values():
@@ -124,6 +136,11 @@ class Metrics:
         self.cache.labels(result).inc()
 
     def request_done(self, endpoint: str | None, status: int, fields: Mapping[str, Any]) -> None:
+        if endpoint in PANEL_POSTS:
+            refused = refusal(status, fields)
+            if refused is not None:
+                self.refused.labels(refused).inc()
+                return
         if endpoint == "panel.save":
             self.saves.labels(save_outcome(status, fields)).inc()
             if fields.get("reason") == "rate_limited":
@@ -134,10 +151,23 @@ class Metrics:
             self.panel_loads.inc()
 
 
+def refusal(status: int, fields: Mapping[str, Any]) -> str | None:
+    """Why a panel's request was refused before its context and CSRF token were verified
+    (one of REFUSAL_REASONS), or None for a request from a verified panel."""
+    reason = fields.get("reason")
+    if reason in ("context", "expired", "csrf"):
+        return reason
+    if fields.get("outcome") is None and 400 <= status < 500:
+        # Refused by werkzeug before the view read the context: a body too large, a
+        # malformed form.
+        return "too_large" if status == 413 else "bad_request"
+    return None
+
+
 def save_outcome(status: int, fields: Mapping[str, Any]) -> str:
     """A save's outcome as counted: what the agent was told, with a lost result apart."""
     outcome = fields.get("outcome")
-    if outcome is None:  # refused before the view could say (a bad context), or a crash
+    if outcome is None:  # a crash (refusals are counted apart: refusal())
         return "unknown" if status >= 500 else "invalid"
     if fields.get("reason") in RESULT_UNKNOWN or outcome == "unknown":
         return "unknown"
