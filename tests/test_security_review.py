@@ -104,6 +104,40 @@ def test_the_csv_export_neutralises_cells_a_spreadsheet_would_run(app):
     assert [json.loads(line)["disposition"] for line in jsonl.stdout.splitlines()] == FORMULAS
 
 
+HIDDEN_FORMULAS = [
+    " =1+1",
+    '\u00a0=HYPERLINK("http://x")',
+    "\uff1d1+1",
+    "\uff0b1",
+    "\uff0d2",
+    "\uff20SUM(A1)",
+    " \u00a0\u200b+1",
+    "\u3000\uff1d1",
+    "\nnew line",
+]
+HARMLESS = ["Sale closed", " Sale closed", "Call back - tomorrow", "e-mail sent", "100%"]
+
+
+def test_the_csv_export_neutralises_formulas_behind_blanks_and_full_width_signs(app):
+    audit = app.extensions["audit"]
+    for name in HIDDEN_FORMULAS + HARMLESS:
+        audit.begin(Attempt("agent1", "u1", DID, name, pause=False, pause_reason=""))
+    exported = app.test_cli_runner().invoke(args=["audit", "export", "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    expected = ["'" + name for name in HIDDEN_FORMULAS] + HARMLESS  # the rest as it was
+    assert [row["disposition"] for row in rows] == expected
+
+
+@pytest.mark.parametrize(
+    "hidden", ["\u200e", "\u200f", "\u061c", "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
+)
+def test_the_listing_escapes_direction_marks_and_zero_width_characters(app, hidden):
+    name = f"Sale{hidden} closed"
+    app.extensions["audit"].begin(Attempt("agent1", "u1", DID, name, pause=False, pause_reason=""))
+    listed = app.test_cli_runner().invoke(args=["audit", "list"]).stdout
+    assert hidden not in listed and f"Sale\\u{ord(hidden):04x} closed" in listed
+
+
 def test_the_listing_shows_control_characters_escaped_so_no_line_can_be_forged(app):
     forged = "Sale closed\n2026-11-28T10:00:00.000+00:00  agent9 1 saved Fake\x1b[2J\u202e"
     app.extensions["audit"].begin(
@@ -122,6 +156,23 @@ def test_a_free_text_disposition_refuses_control_characters(make_app, panels, si
     call = simulator.start_call("agent1", DID)
     response = panels.on(app.test_client()).open(call.ucid).save(disposition=name)
     assert response.status_code == 422 and outcome_of(response) == "invalid"
+    assert simulator.stats()["requests"]["Set"] == 0
+
+
+@pytest.mark.parametrize("name", ["Sale\u200bclosed", "Sale closed\u200e", "\u2060Interested"])
+@pytest.mark.parametrize(
+    "lang, message",
+    [("en", "contains an invisible character"), ("hi", "अदृश्य कैरेक्टर")],
+)
+def test_a_free_text_disposition_refuses_invisible_format_characters(
+    make_app, panels, simulator, name, lang, message
+):
+    simulator.add_fault("get", "http_500", count=-1)  # the list cannot load: free text
+    app = make_app()
+    call = simulator.start_call("agent1", DID)
+    response = panels.on(app.test_client()).open(call.ucid, lang=lang).save(disposition=name)
+    assert response.status_code == 422 and outcome_of(response) == "invalid"
+    assert message in response.get_data(as_text=True)
     assert simulator.stats()["requests"]["Set"] == 0
 
 
