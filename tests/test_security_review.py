@@ -264,6 +264,54 @@ def test_allowing_them_is_logged_and_demo_mode_needs_no_flag(make_app, caplog, t
     assert demo.demo and not demo.launch_signing
 
 
+@pytest.mark.parametrize(
+    "origins",
+    [
+        "https://crm.example.com;script-src *",
+        "https://crm.example.com; script-src 'unsafe-inline'",
+        "https://crm.example.com,https://b.example.com",
+        "'https://crm.example.com'",
+        '"https://crm.example.com"',
+        "https://crm.example.com\u00a0https://evil.example",
+        "https://crm.example.com\nX-Injected: 1",
+        "https://crm.example.com/path",
+        "https://crm.example.com?q=1",
+        "https://user@crm.example.com",
+        "https://crm.example.com:99999",
+        "https://crm.exämple.com",
+        "javascript://crm.example.com",
+        "'unsafe-inline'",
+        "*",
+    ],
+)
+def test_a_frame_ancestor_must_be_a_bare_origin(origins):
+    with pytest.raises(ConfigError, match="^WIDGET_FRAME_ANCESTORS: ") as error:
+        load_settings(LIVE | {"WIDGET_FRAME_ANCESTORS": origins, "WIDGET_ALLOW_INSECURE": "1"})
+    assert "\n" not in str(error.value)  # one line naming the variable
+
+
+def test_a_plain_http_crm_origin_needs_the_flag_outside_demo_mode(tmp_path):
+    origins = {"WIDGET_FRAME_ANCESTORS": "https://crm.example.com http://crm.example.com"}
+    with pytest.raises(ConfigError, match="^WIDGET_FRAME_ANCESTORS: 'http://crm.example.com'"):
+        load_settings(LIVE | origins)
+    allowed = load_settings(LIVE | origins | {"WIDGET_ALLOW_INSECURE": "1"})
+    assert allowed.frame_ancestors == ("https://crm.example.com", "http://crm.example.com")
+    demo = load_settings(origins, instance_path=str(tmp_path))
+    assert demo.demo and "http://crm.example.com" in demo.frame_ancestors
+    # A CRM on the agent's own machine: nobody on the network can get in between.
+    loopback = "http://localhost:3000 http://127.0.0.1:8080 http://[::1]:3000 'self'"
+    settings = load_settings(LIVE | {"WIDGET_FRAME_ANCESTORS": loopback})
+    assert settings.frame_ancestors_header == loopback
+
+
+def test_good_origins_are_kept_whatever_spaces_separate_them():
+    value = " https://crm.example.com\thttps://*.crm.example.com   https://[2001:db8::1]:8443\n"
+    settings = load_settings(LIVE | {"WIDGET_FRAME_ANCESTORS": value})
+    assert settings.frame_ancestors_header == (
+        "https://crm.example.com https://*.crm.example.com https://[2001:db8::1]:8443"
+    )
+
+
 def test_https_and_signed_links_need_no_flag():
     settings = load_settings(LIVE | {"WIDGET_CLOUDAGENT_URL": "https://ca.example.com"})
     assert settings.cloudagent_url == "https://ca.example.com" and not settings.allow_insecure
