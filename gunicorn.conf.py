@@ -19,6 +19,14 @@ reuse_port = True
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
+# Request limits, stated rather than left to defaults. A launch link is a few hundred bytes
+# (its signature 64); 4094 leaves room for the CRM's own parameters. Browsers send about 20
+# headers, a load balancer adds a few. Past a limit gunicorn answers 414 or 431 itself, with a
+# bare page of its own and none of the app's security headers (gunicorn has no hook for
+# them): the TLS terminator adds those (docs/deployment.md, "In front of gunicorn").
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
 # The app logs one structured line per request itself, without the query string (launch links
 # carry a signature and call identifiers), so gunicorn's access log stays off.
 accesslog = None

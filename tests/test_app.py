@@ -80,3 +80,25 @@ def test_the_demo_takes_a_call_on_a_line_in_a_theme_and_says_its_wrapup_time(tmp
     html = page.get_data(as_text=True)
     assert f'src="http://127.0.0.1:8123/embed/{version}.js" integrity="{release}"' in html
     assert "script-src 'self' http://127.0.0.1:8123" in page.headers["Content-Security-Policy"]
+
+
+def test_the_demo_page_reuses_its_call_and_new_calls_are_capped_per_minute(tmp_path):
+    from webapp import demo
+
+    limit = 30  # demo.CALLS_PER_MINUTE
+    app = create_app({"WIDGET_DATA_DIR": str(tmp_path), "WIDGET_BIND": "127.0.0.1:8123"})
+    web, simulator = app.test_client(), app.extensions["simulator"]
+    for path in ["/", "/demo"] * 25:  # a reload loop
+        assert web.get(path, base_url="http://localhost:8123").status_code == 200
+    (call,) = simulator.list_calls()  # one call, shown by every load
+    simulator.hang_up(call.ucid)  # the demo's call ended: the next load starts another
+    web.get("/demo", base_url="http://localhost:8123")
+    assert len(simulator.list_calls()) == 2
+    made = [web.post("/demo/calls", json={}).status_code for _ in range(limit + 5)]
+    assert made.count(201) == limit - 1 and made.count(429) == 6  # 1 of 30 went to the page
+    assert len(simulator.list_calls()) == limit + 1  # the first page's call too
+    for _ in range(10):  # out of budget: the page shows the newest call, starts none
+        simulator.hang_up(simulator.list_calls()[-1].ucid)
+        assert web.get("/demo", base_url="http://localhost:8123").status_code == 200
+    assert len(simulator.list_calls()) == limit + 1
+    assert limit == demo.CALLS_PER_MINUTE

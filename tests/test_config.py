@@ -95,7 +95,11 @@ def test_a_missing_user_name_on_a_production_host_is_an_error_not_demo_mode():
 
 def test_origins_are_written_as_browsers_write_them():
     settings = load_settings(
-        LIVE | {"WIDGET_FRAME_ANCESTORS": "https://CRM.Example.com:443 http://crm.test:80/ 'self'"}
+        LIVE
+        | {
+            "WIDGET_FRAME_ANCESTORS": "https://CRM.Example.com:443 http://crm.test:80/ 'self'",
+            "WIDGET_ALLOW_INSECURE": "1",  # http:// beyond loopback
+        }
     )
     assert settings.frame_ancestors == ("https://crm.example.com", "http://crm.test", "'self'")
 

@@ -108,6 +108,40 @@ def test_the_csv_export_neutralises_cells_a_spreadsheet_would_run(app):
     assert [json.loads(line)["disposition"] for line in jsonl.stdout.splitlines()] == FORMULAS
 
 
+HIDDEN_FORMULAS = [
+    " =1+1",
+    '\u00a0=HYPERLINK("http://x")',
+    "\uff1d1+1",
+    "\uff0b1",
+    "\uff0d2",
+    "\uff20SUM(A1)",
+    " \u00a0\u200b+1",
+    "\u3000\uff1d1",
+    "\nnew line",
+]
+HARMLESS = ["Sale closed", " Sale closed", "Call back - tomorrow", "e-mail sent", "100%"]
+
+
+def test_the_csv_export_neutralises_formulas_behind_blanks_and_full_width_signs(app):
+    audit = app.extensions["audit"]
+    for name in HIDDEN_FORMULAS + HARMLESS:
+        audit.begin(Attempt("agent1", "u1", DID, name, pause=False, pause_reason=""))
+    exported = app.test_cli_runner().invoke(args=["audit", "export", "--format", "csv"])
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    expected = ["'" + name for name in HIDDEN_FORMULAS] + HARMLESS  # the rest as it was
+    assert [row["disposition"] for row in rows] == expected
+
+
+@pytest.mark.parametrize(
+    "hidden", ["\u200e", "\u200f", "\u061c", "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
+)
+def test_the_listing_escapes_direction_marks_and_zero_width_characters(app, hidden):
+    name = f"Sale{hidden} closed"
+    app.extensions["audit"].begin(Attempt("agent1", "u1", DID, name, pause=False, pause_reason=""))
+    listed = app.test_cli_runner().invoke(args=["audit", "list"]).stdout
+    assert hidden not in listed and f"Sale\\u{ord(hidden):04x} closed" in listed
+
+
 def test_the_listing_shows_control_characters_escaped_so_no_line_can_be_forged(app):
     forged = "Sale closed\n2026-11-28T10:00:00.000+00:00  agent9 1 saved Fake\x1b[2J\u202e"
     app.extensions["audit"].begin(
@@ -126,6 +160,23 @@ def test_a_free_text_disposition_refuses_control_characters(make_app, panels, si
     call = simulator.start_call("agent1", DID)
     response = panels.on(app.test_client()).open(call.ucid).save(disposition=name)
     assert response.status_code == 422 and outcome_of(response) == "invalid"
+    assert simulator.stats()["requests"]["Set"] == 0
+
+
+@pytest.mark.parametrize("name", ["Sale\u200bclosed", "Sale closed\u200e", "\u2060Interested"])
+@pytest.mark.parametrize(
+    "lang, message",
+    [("en", "contains an invisible character"), ("hi", "अदृश्य कैरेक्टर")],
+)
+def test_a_free_text_disposition_refuses_invisible_format_characters(
+    make_app, panels, simulator, name, lang, message
+):
+    simulator.add_fault("get", "http_500", count=-1)  # the list cannot load: free text
+    app = make_app()
+    call = simulator.start_call("agent1", DID)
+    response = panels.on(app.test_client()).open(call.ucid, lang=lang).save(disposition=name)
+    assert response.status_code == 422 and outcome_of(response) == "invalid"
+    assert message in response.get_data(as_text=True)
     assert simulator.stats()["requests"]["Set"] == 0
 
 
@@ -257,6 +308,54 @@ def test_allowing_them_is_logged_and_demo_mode_needs_no_flag(make_app, caplog, t
     assert "WIDGET_ALLOW_INSECURE=1" in caplog.text
     demo = load_settings({"WIDGET_LAUNCH_SIGNING": "off"}, instance_path=str(tmp_path))
     assert demo.demo and not demo.launch_signing
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [
+        "https://crm.example.com;script-src *",
+        "https://crm.example.com; script-src 'unsafe-inline'",
+        "https://crm.example.com,https://b.example.com",
+        "'https://crm.example.com'",
+        '"https://crm.example.com"',
+        "https://crm.example.com\u00a0https://evil.example",
+        "https://crm.example.com\nX-Injected: 1",
+        "https://crm.example.com/path",
+        "https://crm.example.com?q=1",
+        "https://user@crm.example.com",
+        "https://crm.example.com:99999",
+        "https://crm.exämple.com",
+        "javascript://crm.example.com",
+        "'unsafe-inline'",
+        "*",
+    ],
+)
+def test_a_frame_ancestor_must_be_a_bare_origin(origins):
+    with pytest.raises(ConfigError, match="^WIDGET_FRAME_ANCESTORS: ") as error:
+        load_settings(LIVE | {"WIDGET_FRAME_ANCESTORS": origins, "WIDGET_ALLOW_INSECURE": "1"})
+    assert "\n" not in str(error.value)  # one line naming the variable
+
+
+def test_a_plain_http_crm_origin_needs_the_flag_outside_demo_mode(tmp_path):
+    origins = {"WIDGET_FRAME_ANCESTORS": "https://crm.example.com http://crm.example.com"}
+    with pytest.raises(ConfigError, match="^WIDGET_FRAME_ANCESTORS: 'http://crm.example.com'"):
+        load_settings(LIVE | origins)
+    allowed = load_settings(LIVE | origins | {"WIDGET_ALLOW_INSECURE": "1"})
+    assert allowed.frame_ancestors == ("https://crm.example.com", "http://crm.example.com")
+    demo = load_settings(origins, instance_path=str(tmp_path))
+    assert demo.demo and "http://crm.example.com" in demo.frame_ancestors
+    # A CRM on the agent's own machine: nobody on the network can get in between.
+    loopback = "http://localhost:3000 http://127.0.0.1:8080 http://[::1]:3000 'self'"
+    settings = load_settings(LIVE | {"WIDGET_FRAME_ANCESTORS": loopback})
+    assert settings.frame_ancestors_header == loopback
+
+
+def test_good_origins_are_kept_whatever_spaces_separate_them():
+    value = " https://crm.example.com\thttps://*.crm.example.com   https://[2001:db8::1]:8443\n"
+    settings = load_settings(LIVE | {"WIDGET_FRAME_ANCESTORS": value})
+    assert settings.frame_ancestors_header == (
+        "https://crm.example.com https://*.crm.example.com https://[2001:db8::1]:8443"
+    )
 
 
 def test_https_and_signed_links_need_no_flag():

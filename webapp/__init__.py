@@ -12,6 +12,7 @@ from . import demo, i18n, panel, stores
 from .audit.cli import audit as audit_command
 from .cloudagent import CloudAgentClient, make_session
 from .config import Settings, load_settings
+from .golive import cloudagent as cloudagent_command
 from .web import assets, compression, errors, headers, health, logs, metrics
 
 log = logging.getLogger("webapp")
@@ -68,6 +69,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     if settings.demo:
         app.register_blueprint(demo.bp)
     app.cli.add_command(audit_command)
+    app.cli.add_command(cloudagent_command)
     if any("*" in origin for origin in settings.frame_ancestors):
         log.warning(
             "WIDGET_FRAME_ANCESTORS: entries with '*' may frame the widget but never "
@@ -77,8 +79,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         log.warning("WIDGET_LAUNCH_SIGNING=off: launch links are NOT verified")
     if settings.allow_insecure and not settings.demo:
         log.warning(
-            "WIDGET_ALLOW_INSECURE=1: insecure settings are allowed (launch links unsigned or "
-            "CloudAgent over http://); for development only"
+            "WIDGET_ALLOW_INSECURE=1: insecure settings are allowed (launch links unsigned, "
+            "CloudAgent over http:// or http:// CRM origins); for development only"
         )
     return app
 

@@ -96,25 +96,50 @@ def _number(env: Mapping[str, str], name: str, default: float, *, low: float, hi
     return value
 
 
-def _origin_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    raw = env.get(name, "").split()
-    if not raw:
+# An origin as CSP's frame-ancestors and postMessage take it: scheme://host[:port], the host
+# in ASCII (punycode for an IDN), optionally one leading "*." label; nothing else at all, since
+# the value lands verbatim in the Content-Security-Policy header (a ';' would start a directive).
+_ORIGIN = re.compile(
+    r"(?P<scheme>https?)://(?P<host>(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+    r"(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?/?",
+    re.IGNORECASE | re.ASCII,
+)
+_LOOPBACK = re.compile(r"localhost|127(?:\.[0-9]{1,3}){3}|\[::1\]", re.IGNORECASE)
+
+
+def _origin_list(env: Mapping[str, str], name: str, *, allow_http: bool) -> tuple[str, ...]:
+    """The origins allowed to frame the widget. `allow_http`: plain http:// CRM origins are
+    accepted (demo mode, WIDGET_ALLOW_INSECURE=1); loopback ones always are, as no network
+    attacker can get between a browser and its own machine."""
+    # Split on ASCII spaces and tabs only: any other blank (a no-break space, a line break
+    # inside the value) stays in its item, which then fails the pattern.
+    items = re.split(r"[ \t]+", env.get(name, "").strip(" \t\r\n"))
+    if items == [""]:
         return ("'self'",)
     origins = []
-    for item in raw:
+    for item in items:
         if item in ("'self'", "'none'"):
             origins.append(item)
             continue
-        parts = urlsplit(item)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        match = _ORIGIN.fullmatch(item)
+        if match is None or (match["port"] and not 0 < int(match["port"]) < 65536):
             raise ConfigError(
-                f"{name}: {item!r} is not an origin like https://crm.example.com or 'self'"
+                f"{name}: {item!r} is not an origin like https://crm.example.com or 'self' "
+                "(scheme://host[:port], no path, origins separated by spaces)"
+            )
+        scheme, host = match["scheme"].lower(), match["host"].lower()
+        if scheme == "http" and not allow_http and not _LOOPBACK.fullmatch(host):
+            raise ConfigError(
+                f"{name}: {item!r} is plain http://: anyone on the network could frame the "
+                "widget from it and read its events; use https://, or set WIDGET_ALLOW_INSECURE=1"
             )
         # As browsers write an origin (lower case, no default port), or postMessage's exact
         # match against the parent's origin would silently fail.
-        host = parts.netloc.lower()
-        default = {"http": ":80", "https": ":443"}[parts.scheme]
-        origins.append(f"{parts.scheme}://{host.removesuffix(default)}")
+        default = {"http": "80", "https": "443"}[scheme]
+        port = (
+            f":{int(match['port'])}" if match["port"] and int(match["port"]) != int(default) else ""
+        )
+        origins.append(f"{scheme}://{host}{port}")
     return tuple(origins)
 
 
@@ -343,7 +368,10 @@ def load_settings(
         cloudagent_username=username,
         cloudagent_api_key=api_key,
         cloudagent_auth=auth,
-        frame_ancestors=_origin_list(env, "WIDGET_FRAME_ANCESTORS") + _demo_host(env, demo),
+        frame_ancestors=_origin_list(
+            env, "WIDGET_FRAME_ANCESTORS", allow_http=demo or allow_insecure
+        )
+        + _demo_host(env, demo),
         pause_reasons=reasons,
         data_dir=data_dir,
         connect_timeout=_number(env, "WIDGET_CLOUDAGENT_CONNECT_TIMEOUT", 3.05, low=0.1, high=60),

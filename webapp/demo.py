@@ -6,6 +6,10 @@ http://127.0.0.1:<port>: two different sites, as a real CRM and this service wou
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from babel import Locale
@@ -16,7 +20,7 @@ from . import i18n
 from .panel.launch import signed_query
 from .panel.theme import THEMES
 from .simulator import Simulator
-from .simulator.state import SUPPORT_DID
+from .simulator.state import SUPPORT_DID, Call
 from .web import assets
 from .web.headers import content_security_policy
 
@@ -26,6 +30,52 @@ AGENT = "agent1"
 DID = "914071327663"
 # The lines the demo page can take a call on: a short list, and a long one to search.
 LINES = {DID: "Sales line (5 dispositions)", SUPPORT_DID: "Support line (60 dispositions)"}
+
+
+# Calls the demo may start in any minute: each one lives in the simulator's memory until the
+# process ends, so a page reloaded in a loop (or a script) must not grow it without bound.
+CALLS_PER_MINUTE = 30
+
+
+class CallBudget:
+    """Counts the calls started in the last minute (sliding), across threads."""
+
+    def __init__(
+        self, limit: int = CALLS_PER_MINUTE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.clock = clock
+        self._started: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """True, and one call counted, if another may start now."""
+        with self._lock:
+            now = self.clock()
+            while self._started and now - self._started[0] >= 60:
+                self._started.popleft()
+            if len(self._started) >= self.limit:
+                return False
+            self._started.append(now)
+            return True
+
+
+def _budget() -> CallBudget:
+    return current_app.extensions.setdefault("demo_calls", CallBudget())
+
+
+def _page_call() -> Call:
+    """The call the demo page shows: the agent's newest live call on the sales line with no
+    disposition yet (a reload costs nothing), else a new one within the minute's budget,
+    else the agent's newest call whatever its state."""
+    calls = [c for c in _simulator().list_calls() if c.agent_id == AGENT and c.did == DID]
+    calls.sort(key=lambda c: c.started_at)
+    for call in reversed(calls):
+        if call.state == "live" and call.pending is None and call.applied is None:
+            return call
+    if not calls or _budget().take():
+        return _simulator().start_call(AGENT, DID)
+    return calls[-1]
 
 
 def _languages() -> dict[str, str]:
@@ -89,7 +139,7 @@ def page() -> ResponseReturnValue:
         # Keep the demo cross-site: the page on localhost, the widget on 127.0.0.1.
         return redirect(f"http://localhost:{_port()}/demo")
     i18n.use("en")  # the demo CRM page is English, whatever the browser prefers
-    call = _simulator().start_call(AGENT, DID)
+    call = _page_call()
     response = current_app.make_response(
         render_template(
             "demo.html",
@@ -117,6 +167,10 @@ def new_call() -> ResponseReturnValue:
     lang = asked.get("lang", "")
     if did not in LINES or theme not in THEMES or (lang and lang not in _languages()):
         abort(400)
+    if not _budget().take():
+        response = jsonify(error=f"at most {CALLS_PER_MINUTE} new calls a minute")
+        response.headers["Retry-After"] = "60"
+        return response, 429
     call = _simulator().start_call(AGENT, did)
     return jsonify(_call_json(call.ucid, theme, lang)), 201
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.helpers import outcome_of
+from tests.helpers import DID, outcome_of
 from webapp.panel.callbacks import CallbackRule, CallbackTimeError
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -202,3 +202,73 @@ def test_a_list_without_callback_dispositions_has_no_callback_field(make_app, pa
     panel = panels.on(app.test_client()).open(call.ucid)
     assert 'id="callback-field"' not in panel.html
     assert outcome_of(panel.save(disposition="Call back later")) == "queued"
+
+
+# -- daylight saving: the zone's clocks, not wall times, decide (issue 19) -------------------
+
+BERLIN, NEW_YORK = "Europe/Berlin", "America/New_York"
+UTC = ZoneInfo("UTC")
+
+
+def at_utc(*parts):
+    return datetime(*parts, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "zone, value",
+    [
+        (BERLIN, "2026-03-29T02:30"),  # 02:00 CET becomes 03:00 CEST
+        (BERLIN, "2026-03-29T02:00"),
+        (NEW_YORK, "2026-03-08T02:15"),  # 02:00 EST becomes 03:00 EDT
+    ],
+)
+def test_a_wall_time_the_clocks_skip_is_refused(zone, value):
+    with pytest.raises(CallbackTimeError, match="does not exist"):
+        rule(zone=zone, now=at_utc(2026, 3, 1, 12, 0)).read(value)
+
+
+def test_the_times_around_the_spring_gap_are_taken():
+    berlin = rule(zone=BERLIN, now=at_utc(2026, 3, 1, 12, 0))
+    assert berlin.upstream(berlin.read("2026-03-29T01:59")) == "2026-03-29 01:59"
+    assert berlin.upstream(berlin.read("2026-03-29T03:00")) == "2026-03-29 03:00"
+
+
+def test_in_the_repeated_hour_a_time_already_gone_is_refused():
+    # 01:10 UTC is 02:10 CET, the second 02:10 of the night the clocks go back (fold=1);
+    # 02:30 was first (and, for CloudAgent, only) 02:30 CEST = 00:30 UTC: 40 minutes ago.
+    second_pass = rule(zone=BERLIN, now=at_utc(2026, 10, 25, 1, 10))
+    assert second_pass.now().fold == 1
+    with pytest.raises(CallbackTimeError, match="has passed"):
+        second_pass.read("2026-10-25T02:30")
+    assert second_pass.upstream(second_pass.read("2026-10-25T03:05")) == "2026-10-25 03:05"
+
+
+def test_in_the_repeated_hour_a_time_to_come_is_taken():
+    first_pass = rule(zone=BERLIN, now=at_utc(2026, 10, 25, 0, 10))  # 02:10 CEST
+    assert first_pass.upstream(first_pass.read("2026-10-25T02:30")) == "2026-10-25 02:30"
+    new_york = rule(zone=NEW_YORK, now=at_utc(2026, 11, 1, 6, 10))  # 01:10 EST, second pass
+    with pytest.raises(CallbackTimeError, match="has passed"):
+        new_york.read("2026-11-01T01:40")  # 01:40 EDT was 05:40 UTC
+
+
+def test_thirty_days_ahead_are_counted_in_hours_across_a_clock_change():
+    # 12:00 CET on 1 March; 30 days on, the clocks have gone forward: 13:00 CEST.
+    berlin = rule(zone=BERLIN, now=at_utc(2026, 3, 1, 11, 0))
+    assert berlin.upstream(berlin.read("2026-03-31T12:30")) == "2026-03-31 12:30"
+    with pytest.raises(CallbackTimeError, match="30 days"):
+        berlin.read("2026-03-31T13:01")
+
+
+def test_a_skipped_time_is_refused_beside_the_field_in_the_agents_language(
+    make_app, panels, simulator
+):
+    app = make_app(WIDGET_CLOUDAGENT_TIMEZONE=BERLIN)
+    winter = at_utc(2026, 3, 20, 9, 0)  # the clocks go forward on the 29th
+    app.extensions["callbacks"] = rule(["Interested"], BERLIN, now=winter)
+    call = simulator.start_call("agent1", DID)
+    for lang, text in (("en", "does not exist"), ("hi", "होता ही नहीं")):
+        panel = panels.on(app.test_client()).open(call.ucid, lang=lang)
+        response = panel.save(disposition="Interested", callback_time="2026-03-29T02:30")
+        assert response.status_code == 422 and outcome_of(response) == "invalid"
+        assert text in response.get_data(as_text=True)
+    assert simulator.stats()["requests"]["Set"] == 0

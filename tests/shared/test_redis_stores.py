@@ -30,6 +30,7 @@ from webapp.cloudagent import (
     Token,
     account_key,
 )
+from webapp.cloudagent.cache import FAILED_BACKOFF
 from webapp.ratelimit import RedisRateLimiter
 from webapp.stores import redis_client
 
@@ -364,6 +365,38 @@ def test_without_redis_the_cache_serves_memory_or_asks_cloudagent(down_redis_url
     with pytest.raises(Exception, match="redis"):
         cache.ping()
     assert "Redis unreachable" in caplog.text
+
+
+def test_without_redis_a_list_never_loaded_that_fails_keeps_its_back_off(down_redis_url):
+    fetch = FakeFetch(DOWN, OLD)
+    mono = Clock(1000.0)
+    (cache,) = caches(redis_client(down_redis_url), fetch, count=1, monotonic=mono)
+    for _ in range(5):  # panels and saves while both Redis and CloudAgent are down
+        assert cache.get("a", "did1", "u") == DOWN
+        mono.now += 0.5
+    assert fetch.calls == 1  # one failure, then its back-off, as with Redis up
+    mono.now += FAILED_BACKOFF
+    assert cache.get("a", "did1", "u") == OLD  # asked again after the back-off
+    assert cache.get("a", "did1", "u") == OLD  # then from memory
+    assert fetch.calls == 2
+
+
+def test_without_redis_concurrent_first_loads_make_one_fetch(down_redis_url):
+    fetch = FakeFetch(OLD, gate=threading.Event())
+    (cache,) = caches(redis_client(down_redis_url), fetch, count=1)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get("a", "did1", "u")))
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    wait_for(fetch.entered.is_set, what="the first fetch")
+    fetch.gate.set()
+    for t in threads:
+        t.join()
+    assert results == [OLD] * 8
+    assert fetch.calls == 1
 
 
 # -- the rate limiter -------------------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 import time
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -37,20 +37,39 @@ def _readable(row: dict[str, Any]) -> dict[str, Any]:
     return row | {"started_at": _iso(row["started_at"]), "finished_at": _iso(row["finished_at"])}
 
 
-# A cell a spreadsheet would run as a formula (CSV injection): it gets a leading quote.
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-# Characters that could forge or hide a line of the listing: shown escaped.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# A cell a spreadsheet would run as a formula (CSV injection) gets a leading quote: one that
+# starts with a formula character, its full-width form (Excel reads ＝1+1 as =1+1), or any of
+# them after leading blanks or invisible characters, which spreadsheets skip.
+_FORMULA = "=+-@\uff1d\uff0b\uff0d\uff20"
+_HIDDEN = ("Cc", "Cf", "Zl", "Zp")  # controls, format characters (bidi, zero-width), separators
+
+
+def _invisible(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in _HIDDEN
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA):
+    if not isinstance(value, str) or not value:
+        return value
+    start = next((char for char in value if not _invisible(char)), " ")
+    if unicodedata.category(value[0]) == "Cc" or start in _FORMULA:  # Cc: tab, CR as before
         return "'" + value
     return value
 
 
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def _shown(value: Any) -> str:
-    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", str(value))
+    """A value for the listing: controls, line separators and invisible format characters
+    (bidi marks and overrides, zero-width characters, BOM) escaped, so none can forge or hide
+    a line."""
+    text = str(value)
+    if text.isprintable() and text.isascii():
+        return text
+    return "".join(_escaped(c) if unicodedata.category(c) in _HIDDEN else c for c in text)
 
 
 def _write(rows: Any, fmt: str, out: TextIO) -> int:

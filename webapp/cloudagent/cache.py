@@ -185,7 +185,7 @@ class RedisDispositionCache:
         self._load_prefix = f"widget:dispositions-load:{account_key(account)}:"
         self._local: dict[str, _Local] = {}
         self._lock = threading.Lock()
-        self._loading: dict[str, threading.Lock] = {}
+        self._loading: dict[str, threading.RLock] = {}
         self._failed: dict[str, tuple[DispositionList, float]] = {}  # per DID: (answer, when)
 
     def ping(self) -> None:
@@ -281,9 +281,7 @@ class RedisDispositionCache:
             log.warning("dispositions for did %s: not written to Redis (%s)", did, error)
 
     def _first_load(self, did: str, args: tuple[str, str, str]) -> tuple[DispositionList, str]:
-        with self._lock:
-            loading = self._loading.setdefault(did, threading.Lock())
-        with loading:  # one first load per process; its other threads read the result
+        with self._loading_lock(did):  # one first load per process; its other threads wait
             with self._lock:
                 local = self._local.get(did)
                 failed = self._failed.get(did)
@@ -334,11 +332,7 @@ class RedisDispositionCache:
     ) -> tuple[DispositionList, str]:
         log.warning("dispositions for did %s: Redis unreachable (%s), using memory", did, error)
         if local is None:
-            result = self._fetch(*args)
-            if result.ok:
-                with self._lock:
-                    self._local[did] = _Local(result, self.clock(), self.monotonic())
-            return result, ("miss" if result.ok else "error")
+            return self._load_directly(did, args)
         with self._lock:
             local.checked = self.monotonic()  # try Redis again after local_ttl, not every load
             stale = self.clock() - local.loaded_at >= self.ttl and not local.refreshing
@@ -349,6 +343,32 @@ class RedisDispositionCache:
                 target=self._refresh_local, args=(did, local, args), daemon=True
             ).start()
         return local.value, self._age(local.loaded_at)
+
+    def _load_directly(self, did: str, args: tuple[str, str, str]) -> tuple[DispositionList, str]:
+        """A DID with no copy in memory while Redis is away: CloudAgent directly, one fetch
+        per process at a time, and a failure answered for FAILED_BACKOFF seconds as with
+        Redis up, so an outage of both costs CloudAgent one call per DID per back-off, not
+        one per panel and save."""
+        with self._loading_lock(did):  # reentrant: _first_load may already hold it
+            with self._lock:
+                local = self._local.get(did)
+                failed = self._failed.get(did)
+            if local and self.monotonic() - local.checked < self.local_ttl:
+                return local.value, "hit"  # another thread loaded it while this one waited
+            if failed and self.monotonic() - failed[1] < FAILED_BACKOFF:
+                return failed[0], "error"
+            result = self._fetch(*args)
+            with self._lock:
+                if result.ok:
+                    self._local[did] = _Local(result, self.clock(), self.monotonic())
+                    self._failed.pop(did, None)
+                else:
+                    self._failed[did] = (result, self.monotonic())
+            return result, ("miss" if result.ok else "error")
+
+    def _loading_lock(self, did: str) -> threading.RLock:
+        with self._lock:
+            return self._loading.setdefault(did, threading.RLock())
 
     def _refresh_local(self, did: str, local: _Local, args: tuple[str, str, str]) -> None:
         try:

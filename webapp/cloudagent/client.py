@@ -209,6 +209,25 @@ class CloudAgentClient:
         reply = self._call("Set", body)
         return reply if isinstance(reply, Outcome) else set_outcome(reply)
 
+    def sign_in(self) -> Token | None:
+        """Sign in as a request would (token auth): this process's or the stored token while
+        fresh, else one minted under the store's lock, within its hourly budget. None in
+        apikey auth, which has no sign-in. Raises MintFailed, MintBudgetExhausted,
+        TokenConflict or StoreUnavailable: for checks that explain them (the go-live check);
+        requests turn them into outcomes instead."""
+        if self.auth == "apikey":
+            return None
+        assert self.token_store is not None
+        now = self.clock()
+        if self._token and self._token.fresh(now):
+            return self._token
+        stored = self.token_store.current(self.account)
+        if stored and stored.fresh(now):
+            self._token = stored
+        else:
+            self._token = self.token_store.replace(self.account, None, self._mint)
+        return self._token
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _body(self, action: str, agent_id: str, did: str, ucid: str) -> dict[str, str]:
@@ -395,9 +414,11 @@ class CloudAgentClient:
         )
         if isinstance(reply, Outcome):
             if reply.reason == "unreachable":  # never reached: nothing to count
-                raise MintFailed(reply.reason, counted=False, hold=UNREACHABLE_HOLD)
+                raise MintFailed(
+                    reply.reason, counted=False, hold=UNREACHABLE_HOLD, detail=reply.reason
+                )
             # A lost answer may still have minted (and killed the old token): it counts.
-            raise MintFailed(reply.reason, hold=FAILURE_HOLD)
+            raise MintFailed(reply.reason, hold=FAILURE_HOLD, detail=reply.reason)
         token = (reply.body or {}).get("token")
         if not isinstance(token, str) or not _TOKEN.fullmatch(token.strip()):
             refused = reply.text.lower() in ("invalid username or apikey", "username is null")
@@ -406,6 +427,8 @@ class CloudAgentClient:
                 f"http={reply.http_status} status={reply.status!r} no usable token",
                 counted=not refused,
                 hold=CREDENTIALS_HOLD if refused else FAILURE_HOLD,
+                http_status=reply.http_status,
+                detail=_described(reply),
             )
         log.info("cloudagent: minted a new token for %s", self.username)
         if self.on_mint is not None:
@@ -432,6 +455,20 @@ def _text_of(response: requests.Response, action: str) -> str:
         return body.decode(response.encoding or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know: as requests' .text does
         return body.decode("utf-8", errors="replace")
+
+
+def _described(reply: Reply) -> str:
+    """What an answer without a token was, without its body (which may hold a malformed
+    token): CloudAgent's message text, or the kind of body and an HTML page's title."""
+    if reply.body is not None:
+        return reply.text[:200]
+    raw = reply.raw.strip()
+    if not raw:
+        return "an empty body"
+    if raw.startswith("<"):
+        title = re.search(r"<title[^>]*>([^<]{0,120})", raw, re.IGNORECASE)
+        return "an HTML page" + (f" titled {title.group(1).strip()!r}" if title else "")
+    return "a body that is not JSON"
 
 
 def fault_of(result: Reply | Outcome) -> str | None:

@@ -77,10 +77,22 @@ class MintFailed(Exception):
     reached. `hold`: seconds before the next attempt, so that no failure is retried on every
     request (an outage would otherwise spend the hour's budget in a second)."""
 
-    def __init__(self, message: str, *, counted: bool = True, hold: float = 0.0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        counted: bool = True,
+        hold: float = 0.0,
+        http_status: int | None = None,
+        detail: str = "",
+    ) -> None:
         super().__init__(message)
         self.counted = counted
         self.hold = hold
+        # For a diagnosis (the go-live check): the answer's HTTP status and what it said,
+        # never a token (CloudAgent's message text, or the kind of body it was).
+        self.http_status = http_status
+        self.detail = detail
 
 
 class StoreUnavailable(Exception):

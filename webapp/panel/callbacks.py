@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,13 @@ _LOCAL = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.[0-9]{1,3})?)?"
 )  # ASCII digits only: \d would take other scripts' digits too
 _DEFAULT_RULE = re.compile(r"call\s*back", re.IGNORECASE)
+
+
+def _exists(at: datetime) -> bool:
+    """Whether a wall time happens in its zone: not one the clocks skip going forward (zoneinfo
+    gives such a time an offset, but there and back through UTC it lands elsewhere)."""
+    back = at.astimezone(UTC).astimezone(at.tzinfo)
+    return back.replace(tzinfo=None, fold=0) == at.replace(tzinfo=None, fold=0)
 
 
 class CallbackTimeError(ValueError):
@@ -125,7 +132,13 @@ class CallbackRule:
 
     def read(self, value: str) -> datetime:
         """The agent's callback time (a datetime-local value, in the zone), checked: a time to
-        come, at most 30 days ahead. Raises CallbackTimeError with the agent's message."""
+        come, at most 30 days ahead, that exists on the zone's clocks. Raises
+        CallbackTimeError with the agent's message.
+
+        Compared with now in UTC: aware datetimes sharing a zone compare by wall time, which
+        is wrong across a daylight-saving change. A wall time the clocks repeat (the hour
+        after they go back) is read as its first occurrence (fold=0), as CloudAgent, given
+        only `YYYY-MM-DD HH:MM`, most likely reads it (java.time picks the earlier offset)."""
         match = _LOCAL.fullmatch(value.strip())
         try:
             if match is None:
@@ -134,12 +147,19 @@ class CallbackRule:
             at = datetime(year, month, day, hour, minute, tzinfo=self.zone)
         except ValueError:
             raise CallbackTimeError(N_("Enter the callback time as a date and a time.")) from None
-        now = self.now()
-        if at <= now:
+        if not _exists(at):
+            raise CallbackTimeError(
+                N_(
+                    "That time does not exist that day: the clocks go forward then. "
+                    "Choose a later time."
+                )
+            )
+        at_utc, now_utc = at.astimezone(UTC), self.now().astimezone(UTC)
+        if at_utc <= now_utc:
             raise CallbackTimeError(
                 N_("That callback time has passed. Choose a time in the future.")
             )
-        if at > now + MAX_AHEAD:
+        if at_utc > now_utc + MAX_AHEAD:
             raise CallbackTimeError(N_("A callback can be at most 30 days ahead."))
         return at
 

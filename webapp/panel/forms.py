@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -24,6 +25,12 @@ COMMENTS_MAX = 500
 _UNPRINTABLE = re.compile(r"[^\t\n\r\x20-\x7e\xa0-\U0010ffff]|[\u2028\u2029\ufeff\ufffe\uffff]")
 # A one-line value (a disposition name): no line break or tab either.
 _NOT_ONE_LINE = re.compile(r"[^\x20-\x7e\xa0-\U0010ffff]|[\u2028\u2029\ufeff\ufffe\uffff]")
+
+
+def _has_format_character(text: str) -> bool:
+    """Whether `text` holds an invisible format character (Unicode category Cf): zero-width
+    spaces and joiners, direction marks and overrides, the BOM, soft hyphens."""
+    return any(unicodedata.category(char) == "Cf" for char in text)
 
 
 def _printable(
@@ -131,6 +138,15 @@ class DispositionForm(FlaskForm):
     def validate_disposition(self, field: StringField) -> None:
         if self.known is not None and field.data not in self.known:
             raise ValidationError(_("Choose a disposition from the list."))
+        if self.known is None and _has_format_character(field.data or ""):
+            # Free text (the list is down): a zero-width or direction mark would make a name
+            # that looks like a real one but is not, in CloudAgent and in the audit trail.
+            raise ValidationError(
+                _(
+                    "That disposition name contains an invisible character (such as a "
+                    "zero-width space). Type it again without it."
+                )
+            )
 
     def validate_callback_time(self, field: StringField) -> None:
         if not self.callbacks.applies_to(self.disposition.data or ""):
