@@ -53,12 +53,23 @@ def _metrics_dir():
     )
 
 
-if not os.environ.get("WIDGET_CLOUDAGENT_USERNAME"):
+_DEMO = not os.environ.get("WIDGET_CLOUDAGENT_USERNAME")
+if _DEMO:
     # Demo mode keeps the simulator's calls in process memory: one worker must serve them all.
     workers = 1
 
 
 def when_ready(server):
+    # gunicorn's own "Listening at:" is empty with reuse_port (each worker opens its own
+    # socket, the master none): say where the service is, and with how many workers.
+    server.log.info(
+        "disposition widget listening on http://%s (%d worker%s x %d threads%s)",
+        bind,
+        workers,
+        "" if workers == 1 else "s",
+        threads,
+        ", demo mode: one worker holds the simulator's calls" if workers == 1 and _DEMO else "",
+    )
     if not os.environ.get("WIDGET_CLOUDAGENT_USERNAME"):
         port = bind.rpartition(":")[2]
         print(

@@ -61,3 +61,9 @@ def test_the_app_s_own_answers_carry_the_headers_but_never_hsts(server):
     assert status == "HTTP/1.1 200 OK"
     assert all(name in headers for name in SECURITY_HEADERS)
     assert "strict-transport-security" not in headers  # the TLS terminator's to send
+
+
+def test_the_start_up_line_names_the_address_and_the_workers(server):
+    # gunicorn's own "Listening at:" is empty with reuse_port: ours says where to connect.
+    log = server.log_path.read_text(errors="replace")
+    assert f"disposition widget listening on {server.url} (1 worker x " in log
