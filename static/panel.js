@@ -106,11 +106,13 @@
 
   function markErrors(form) {
     for (const name of ERROR_FIELDS) {
-      const field = form.querySelector("#" + name);
       const error = document.getElementById(name + "-error");
-      if (!field || !error) continue;
-      if (error.textContent.trim()) field.setAttribute("aria-invalid", "true");
-      else field.removeAttribute("aria-invalid");
+      if (!error) continue;
+      // The controls the error describes: the field, or both parts of the callback time.
+      for (const field of form.querySelectorAll(`[aria-describedby~="${name}-error"]`)) {
+        if (error.textContent.trim()) field.setAttribute("aria-invalid", "true");
+        else field.removeAttribute("aria-invalid");
+      }
     }
   }
 
@@ -243,7 +245,8 @@
   // -- the callback time -----------------------------------------------------------------
 
   function localInput(date, zone) {
-    // A date as a datetime-local value in CloudAgent's zone, whatever the browser's own zone.
+    // A date as callback_time takes it (YYYY-MM-DDTHH:MM) in CloudAgent's zone, whatever the
+    // browser's own zone.
     const parts = {};
     const format = new Intl.DateTimeFormat("en-CA", {
       timeZone: zone,
@@ -258,45 +261,95 @@
     return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}`;
   }
 
+  // A time as the time box takes it: HH:MM, or H:MM, HHMM, HMM, or with a dot (its pattern).
+  const CLOCK = /^\s*([01]?[0-9]|2[0-3])[:.]?([0-5][0-9])\s*$/;
+
   function callbackTime(form, select) {
+    // The time as the outcome writes it, whatever the browser's locale: a day list (the
+    // server's, in the panel's language) and a 24-hour time box. callback_time, which is
+    // posted, follows them (YYYY-MM-DDTHH:MM in CloudAgent's zone), and so does the moment
+    // written out beside them: "Callback at 3 Dec, 00:12 IST."
     const field = form.querySelector("#callback-field");
-    const input = form.querySelector("#callback_time");
-    if (!field || !input) return null;
+    const posted = form.querySelector("#callback_time");
+    const day = form.querySelector("#callback_day");
+    const clock = form.querySelector("#callback_clock");
+    const when = form.querySelector("#callback_time-when");
+    if (!field || !posted || !day || !clock || !when) return null;
     const names = new Set(JSON.parse(field.dataset.dispositions || "[]"));
     const zone = field.dataset.zone;
+    let needed = false;
 
-    function limits() {
-      const now = Date.now();
-      input.min = localInput(new Date(now + 60 * 1000), zone);
-      input.max = localInput(new Date(now + 30 * 24 * 3600 * 1000), zone);
+    function time() {
+      const parts = CLOCK.exec(clock.value);
+      return parts ? parts[1].padStart(2, "0") + ":" + parts[2] : null;
+    }
+
+    function update() {
+      const hhmm = time();
+      const typed = clock.value.trim(); // not a time: posted as typed, the server says so
+      posted.value = hhmm || typed ? day.value + "T" + (hhmm || typed) : "";
+      const option = day.selectedOptions[0];
+      const moment =
+        hhmm && option
+          ? _("Callback at %(when)s.", { when: option.dataset.when.replace("{time}", hhmm) })
+          : "";
+      if (when.textContent !== moment) when.textContent = moment; // said once, when it changes
+      check();
+    }
+
+    function check() {
+      // Passed, or too far ahead: a text box has no min and max of its own. Checked again
+      // just before the browser's checks (any click, key or edit in the form), as time goes by.
+      let flaw = "";
+      if (needed && time()) {
+        const now = Date.now();
+        if (posted.value < localInput(new Date(now + 60 * 1000), zone)) flaw = "rangeUnderflow";
+        else if (posted.value > localInput(new Date(now + 30 * 24 * 3600 * 1000), zone)) {
+          flaw = "rangeOverflow";
+        }
+      }
+      clock.setCustomValidity(flaw ? _(FLAWS.callback_clock[flaw]) : "");
     }
 
     function sync() {
-      const needed = names.has(select.value);
+      needed = names.has(select.value);
       field.hidden = !needed;
-      input.required = needed; // kept when hidden: switching back restores what was typed
-      if (needed) limits();
+      clock.required = needed; // kept when hidden: switching back restores what was typed
+      check();
+    }
+
+    function set(moment) {
+      // A suggested time, "YYYY-MM-DDTHH:MM", in both controls, as if the agent chose it.
+      if (!Array.from(day.options).some((o) => o.value === moment.slice(0, 10))) return;
+      day.value = moment.slice(0, 10);
+      clock.value = moment.slice(11, 16);
+      clock.dispatchEvent(new Event("input", { bubbles: true }));
     }
 
     for (const button of field.querySelectorAll("[data-callback-in]")) {
       button.addEventListener("click", () => {
         const minutes = Number(button.dataset.callbackIn);
-        limits();
-        input.value = localInput(new Date(Date.now() + minutes * 60 * 1000), zone);
-        input.dispatchEvent(new Event("input", { bubbles: true }));
+        set(localInput(new Date(Date.now() + minutes * 60 * 1000), zone));
       });
     }
     for (const button of field.querySelectorAll("[data-callback-tomorrow]")) {
       button.addEventListener("click", () => {
-        limits();
         const tomorrow = localInput(new Date(Date.now() + 24 * 3600 * 1000), zone);
-        input.value = tomorrow.slice(0, 11) + button.dataset.callbackTomorrow;
-        input.dispatchEvent(new Event("input", { bubbles: true }));
+        set(tomorrow.slice(0, 11) + button.dataset.callbackTomorrow);
       });
     }
-    input.addEventListener("focus", limits);
+    day.addEventListener("change", update);
+    clock.addEventListener("input", update);
+    clock.addEventListener("change", () => {
+      const hhmm = time();
+      if (hhmm && clock.value !== hhmm) clock.value = hhmm; // 930 reads 09:30 once typed
+      update();
+    });
+    // After the form's own reset of every message (capture), before the browser's checks.
+    for (const type of ["click", "keydown", "input", "change"]) form.addEventListener(type, check);
     select.addEventListener("change", sync);
     sync();
+    update(); // what the browser or Try again put back
     return { sync };
   }
 
@@ -408,11 +461,19 @@
     if (pause && typeof data.pause === "boolean") setField(pause, data.pause);
     const reason = optionValue(form.querySelector("#pause_reason"), data.pauseReason);
     if (reason !== null) setField(form.querySelector("#pause_reason"), reason);
-    const when = form.querySelector("#callback_time");
+    const day = form.querySelector("#callback_day");
+    const clock = form.querySelector("#callback_clock");
     const time =
       typeof data.callbackTime === "string" &&
-      /^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}$/.exec(data.callbackTime.trim());
-    if (when && time) setField(when, time[0].replace(" ", "T"));
+      /^([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2})$/.exec(data.callbackTime.trim());
+    // One time in two controls: left alone once the agent has changed either, and only on a
+    // day the list offers.
+    if (day && clock && time && CLOCK.test(time[2]) && optionValue(day, time[1]) !== null) {
+      if (!touched.has(day.id) && !touched.has(clock.id)) {
+        setField(day, time[1]);
+        setField(clock, time[2]);
+      }
+    }
   }
 
   // -- messages from the host page -------------------------------------------------------
@@ -549,11 +610,12 @@
   const FLAWS = {
     disposition: { valueMissing: N_("Choose a disposition.") },
     pause_reason: { valueMissing: N_("Choose a pause reason, or untick Pause after this call.") },
-    callback_time: {
+    callback_clock: {
+      // Its day is always one of the list's; the range is the script's own check.
       valueMissing: N_("Choose a callback time for this disposition."),
       rangeUnderflow: N_("That callback time has passed. Choose a time in the future."),
       rangeOverflow: N_("A callback can be at most 30 days ahead."),
-      badInput: N_("Enter the callback time as a date and a time."),
+      patternMismatch: N_("Enter the callback time as a date and a time."),
     },
   };
 

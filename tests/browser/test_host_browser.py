@@ -158,14 +158,25 @@ def test_prefill_fills_the_form_without_saving_or_overwriting_the_agent(page, si
               pause=True, pauseReason="Lunch", callbackTime=tomorrow)  # fmt: skip
     select = frame.get_by_label("Disposition", exact=True)
     expect(select).to_have_value("Call back later", timeout=WAIT)
-    expect(frame.get_by_label("Callback time")).to_have_value(tomorrow.replace(" ", "T"))
+    # The callback time in both of its parts, and in what is posted.
+    day, clock = frame.get_by_label("Day", exact=True), frame.get_by_label("Time (24-hour)")
+    expect(day).to_have_value(tomorrow[:10])
+    expect(clock).to_have_value("10:30")
+    expect(frame.locator("#callback_time")).to_have_value(tomorrow.replace(" ", "T"))
     expect(frame.get_by_label("Pause after this call")).to_be_checked()
     expect(frame.get_by_label("Pause reason")).to_have_value("Lunch")
     assert comments.input_value() == "What the agent wrote"  # the agent's edit stands
+    later = (datetime.now(ZoneInfo("Asia/Kolkata")) + timedelta(days=2)).strftime("%Y-%m-%d")
+    host_says(page, "prefill", callbackTime=f"{later}T09:15")  # the other form, still the CRM's
+    expect(clock).to_have_value("09:15", timeout=WAIT)
+    expect(day).to_have_value(later)
+    host_says(page, "prefill", callbackTime="2020-01-01 09:15")  # not a day on the list
+    clock.fill("18:00")  # the agent's own time: the CRM's no longer changes either part
 
     host_says(page, "prefill", disposition="Not on the list", pauseReason="Nap")
     select.select_option("Wrong number")  # the agent chooses: a later prefill leaves it
-    host_says(page, "prefill", disposition="Interested", comments="Again")
+    host_says(page, "prefill", disposition="Interested", comments="Again",
+              callbackTime=tomorrow)  # fmt: skip
     # One more, on a field still the CRM's: once it shows, the panel has read the ones before
     # (messages from one page arrive in order).
     host_says(page, "prefill", pause=False)
@@ -173,6 +184,7 @@ def test_prefill_fills_the_form_without_saving_or_overwriting_the_agent(page, si
     expect(select).to_have_value("Wrong number")
     expect(frame.get_by_label("Pause reason")).to_have_value("Lunch")
     assert comments.input_value() == "What the agent wrote"
+    assert (day.input_value(), clock.input_value()) == (later, "18:00")
     assert requests == [] and simulator.get_call(call.ucid).attempts == []  # never saved
 
 
@@ -291,6 +303,7 @@ def test_the_dark_theme_is_readable_in_every_state(
         if state == "callback":
             choose(frame, "Call back later")
             frame.get_by_role("button", name="In 1 hour").click()
+            expect(frame.locator("#callback_time-when")).to_contain_text("Callback at")
         elif state == "queued":
             choose(frame)
             frame.get_by_role("button", name="Save disposition").click()

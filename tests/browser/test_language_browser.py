@@ -2,8 +2,11 @@
 texts its script writes itself, and the host page's events keyed in English."""
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
+from babel.dates import format_skeleton
 from playwright.sync_api import expect
 
 from tests.helpers import (
@@ -24,6 +27,7 @@ CATALOGUES = catalogue_paths(ROOT / "translations")
 LANGUAGES = sorted(CATALOGUES)  # every one but English
 WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
 DEVANAGARI = re.compile("[\u0900-\u097f]")
+IST = ZoneInfo("Asia/Kolkata")
 
 
 def catalogue(language):
@@ -128,9 +132,8 @@ def more_state(state, page, frame, words):
     issues 11 and 12 added, checking the texts against the language's own catalogue."""
     if state == "callback-refused":
         frame.locator("#disposition").select_option("Call back later")
-        field = frame.locator("#callback_time")
-        field.fill("2020-01-01T10:00")
-        field.evaluate("el => el.removeAttribute('min')")  # past the browser's own check
+        frame.locator("#callback_clock").fill("00:00")  # today's first minute: passed
+        frame.locator("#panel-form").evaluate("el => el.noValidate = true")  # past the browser
         frame.locator("#save").click()
         assert outcome(frame)[0] == "invalid"
         passed = words.gettext("That callback time has passed. Choose a time in the future.")
@@ -211,7 +214,7 @@ def test_the_browser_s_own_checks_speak_hindi_and_clear_once_fixed(page, sites, 
     saves = []
     page.on("request", lambda r: saves.append(r) if r.url.endswith("/disposition/save") else 0)
     hindi = catalogue("hi").gettext
-    select, when = frame.locator("#disposition"), frame.locator("#callback_time")
+    select, when = frame.locator("#disposition"), frame.locator("#callback_clock")
     reason = frame.locator("#pause_reason")
 
     def bubble(field):
@@ -223,9 +226,12 @@ def test_the_browser_s_own_checks_speak_hindi_and_clear_once_fixed(page, sites, 
     assert bubble(select) == ""  # the choice cleared it
     frame.locator("#save").click()
     assert bubble(when) == hindi("Choose a callback time for this disposition.")
-    when.fill("2020-01-01T10:00")
+    when.fill("00:00")  # today's first minute
     frame.locator("#save").click()
     assert bubble(when) == hindi("That callback time has passed. Choose a time in the future.")
+    when.fill("25:00")
+    frame.locator("#save").click()
+    assert bubble(when) == hindi("Enter the callback time as a date and a time.")
     frame.locator("#pause").check()
     frame.locator("[data-callback-in]").click()  # In 1 hour: set by the script
     frame.locator("#save").click()
@@ -235,6 +241,40 @@ def test_the_browser_s_own_checks_speak_hindi_and_clear_once_fixed(page, sites, 
     reason.select_option(index=1)
     frame.locator("#save").click()
     assert outcome(frame)[0] == "queued" and len(saves) == 1
+
+
+def test_the_callback_time_reads_the_hindi_way_in_an_american_browser(browser, sites, simulator):
+    """The day list, the time and the moment written beside them are the Hindi outcome's,
+    whatever the browser's own locale: the agent reads the same words before and after."""
+    context = browser.new_context(locale="en-US", viewport={"width": 320, "height": 900})
+    page = context.new_page()
+    try:
+        call = simulator.start_call("agent3", DID)
+        frame = open_hindi(page, sites, call.ucid, agent="agent3")
+        hindi = catalogue("hi").gettext
+        frame.locator("#disposition").select_option("Call back later")
+        group = frame.get_by_label(hindi("Callback time (%(zone)s)") % {"zone": "IST"})
+        expect(group).to_be_visible()
+        day = group.get_by_label(hindi("Day"), exact=True)
+        clock = group.get_by_label(hindi("Time (24-hour)"))
+        frame.get_by_role("button", name=hindi("Tomorrow %(time)s") % {"time": "10:00"}).click()
+        value = frame.locator("#callback_time").input_value()
+        at = datetime.fromisoformat(value).replace(tzinfo=IST)
+        shown = format_skeleton("MMMEd", at, locale="hi")
+        assert day.evaluate("el => el.selectedOptions[0].text") == f"{shown} (कल)"
+        expect(clock).to_have_value("10:00")
+        clock.fill("18:45")
+        moment = format_skeleton("MMMd", at, locale="hi") + ", 18:45 IST"
+        assert DEVANAGARI.search(moment)  # the month in Hindi
+        readout = hindi("Callback at %(when)s.") % {"when": moment}
+        expect(frame.locator("#callback_time-when")).to_have_text(readout)
+        frame.locator("#save").click()
+        kind, text = outcome(frame)
+        assert kind == "queued" and text.endswith(readout)
+        sent = simulator.get_call(call.ucid).attempts[0].sent
+        assert sent["callBackTime"] == value[:10] + " 18:45"
+    finally:
+        context.close()
 
 
 def test_an_answer_before_the_context_is_read_speaks_the_panel_s_language(page, sites, simulator):

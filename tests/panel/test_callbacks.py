@@ -99,6 +99,60 @@ def test_the_agent_reads_the_time_with_its_zone():
     assert dubai.spoken(dubai.read("2026-12-01T09:05")) == "1 Dec, 09:05 UTC+04"
 
 
+# -- the day list: the control shows the day as the outcome writes it ------------------------
+
+
+def day_options(markup):
+    """The day list's options: (value, data-when, text)."""
+    return re.findall(r'<option value="([^"]*)" data-when="([^"]*)">([^<]*)</option>', markup)
+
+
+def test_the_day_list_runs_from_today_to_30_days_ahead_in_the_zone_the_language_s_way():
+    said = {"%(day)s (today)": "%(day)s (आज)", "%(day)s (tomorrow)": "%(day)s (कल)"}
+    english = day_options(rule().days("en", lambda text: text))
+    assert len(english) == 31
+    assert english[0] == ("2026-11-28", "28 Nov, {time} IST", "Sat, 28 Nov (today)")
+    assert english[1] == ("2026-11-29", "29 Nov, {time} IST", "Sun, 29 Nov (tomorrow)")
+    assert english[2] == ("2026-11-30", "30 Nov, {time} IST", "Mon, 30 Nov")
+    assert english[-1] == ("2026-12-28", "28 Dec, {time} IST", "Mon, 28 Dec")
+    hindi = day_options(rule().days("hi", lambda text: said.get(text, text)))
+    assert hindi[0] == ("2026-11-28", "28 नव॰, {time} IST", "शनि, 28 नव॰ (आज)")
+    assert hindi[1][2] == "रवि, 29 नव॰ (कल)"
+    # Late in the evening in UTC is already tomorrow in India: the zone's day counts.
+    late = rule(now=datetime(2026, 11, 28, 20, 0, tzinfo=ZoneInfo("UTC")))
+    assert day_options(late.days("en", str))[0][0] == "2026-11-29"
+
+
+@pytest.mark.parametrize("language", ["en", "hi", "ta"])
+@pytest.mark.parametrize("clock", ["00:12", "09:05", "10:30", "23:59"])
+def test_a_day_with_its_time_reads_exactly_as_the_outcome_writes_it(language, clock):
+    """What the panel writes beside the control (the day's data-when, the time in it) is
+    spoken(): the agent reads the same words before and after saving."""
+    for value, when, _shown in day_options(rule().days(language, str))[1::7]:  # tomorrow on
+        at = rule().read(f"{value}T{clock}")
+        assert when.replace("{time}", clock) == rule().spoken(at, language)
+
+
+def test_the_day_list_is_worked_out_once_a_day_per_language():
+    now = [NOW]
+    clocked = CallbackRule((), "Asia/Kolkata", clock=lambda tz: now[0].astimezone(tz))
+    asked = []
+
+    def translate(text):
+        asked.append(text)
+        return text
+
+    first = clocked.days("en", translate)
+    now[0] = NOW + timedelta(hours=4)  # 23:30: the same day
+    assert clocked.days("en", translate) is first and len(asked) == 2
+    assert clocked.days("hi", translate) is not first  # each language its own
+    now[0] = NOW + timedelta(hours=5)  # 00:30: the next day
+    later = clocked.days("en", translate)
+    assert (
+        day_options(later)[0][0] == "2026-11-29" and day_options(later)[0] != day_options(first)[0]
+    )
+
+
 # -- the panel -------------------------------------------------------------------------------
 
 
@@ -117,8 +171,22 @@ def test_the_panel_offers_the_callback_field_for_callback_dispositions(panel):
     assert field, "no callback field"
     assert 'data-dispositions="[&#34;Call back later&#34;]"' in field.group(1)
     assert 'data-zone="Asia/Kolkata"' in field.group(1)
-    assert '<label for="callback_time">Callback time (IST)</label>' in panel.html
-    assert '<input type="datetime-local" id="callback_time" name="callback_time"' in panel.html
+    # One group named as before, a day list and a 24-hour time box; callback_time is posted.
+    assert 'id="callback_time-label">Callback time (IST)</span>' in panel.html
+    assert '<div class="callback" role="group" aria-labelledby="callback_time-label">' in panel.html
+    assert '<input type="hidden" id="callback_time" name="callback_time">' in panel.html
+    assert '<label for="callback_day">Day</label>' in panel.html
+    assert '<label for="callback_clock">Time (24-hour)</label>' in panel.html
+    clock = re.search(r'<input type="text" id="callback_clock"([^>]*)>', panel.html).group(1)
+    assert 'inputmode="numeric"' in clock and 'placeholder="HH:MM"' in clock
+    assert 'aria-describedby="callback_time-when callback_time-hint callback_time-error"' in clock
+    days = re.search(r'<select id="callback_day"[^>]*>(.*?)</select>', panel.html).group(1)
+    today = datetime.now(IST).date()
+    (first, when, shown) = day_options(days)[0]
+    assert first == today.isoformat() and shown.endswith(" (today)")
+    assert when == f"{today.day} {today:%b}, {{time}} IST"
+    assert day_options(days)[-1][0] == (today + timedelta(days=30)).isoformat()
+    assert "datetime-local" not in panel.html
     for quick in ("In 1 hour", "Tomorrow 10:00"):
         assert f">{quick}</button>" in panel.html
 

@@ -64,7 +64,11 @@ def test_a_link_with_lang_hi_opens_the_panel_in_hindi(hindi, call):
     assert f"<title>कॉल {call.ucid} का डिस्पोज़िशन</title>" in hindi.html
     assert '<label for="disposition">डिस्पोज़िशन</label>' in hindi.html
     assert ">डिस्पोज़िशन सेव करें</button>" in hindi.html
-    assert '<label for="callback_time">कॉलबैक का समय (IST)</label>' in hindi.html
+    assert 'id="callback_time-label">कॉलबैक का समय (IST)</span>' in hindi.html
+    # The callback's days the Hindi way (today's says so), its time box's label and hint too.
+    assert re.search(r'<option value="[0-9-]{10}" data-when="[0-9]+ [^"]+, \{time\} IST">'
+                     r"[^<]+ \(आज\)</option>", hindi.html)  # fmt: skip
+    assert '<label for="callback_clock">समय (24 घंटे)</label>' in hindi.html
     assert english_left(hindi.html) == []
     # The account's own names stay as CloudAgent has them.
     assert '<option value="Interested">Interested</option>' in hindi.html

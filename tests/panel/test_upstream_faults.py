@@ -94,7 +94,8 @@ def test_hostile_names_in_the_list_are_shown_as_text(web, simulator, call, panel
 def test_a_huge_list_is_rendered_whole(web, simulator, call, panels):
     simulator.add_fault("get", "huge_list")
     panel = panels.open(call.ucid)
-    assert len(re.findall(r"<option value=", panel.html)) == 1 + 5000 + 5 + 5 + 1
+    lists = re.sub(r'<select id="callback_day".*?</select>', "", panel.html, flags=re.DOTALL)
+    assert len(re.findall(r"<option value=", lists)) == 1 + 5000 + 5 + 5 + 1  # and pause reasons
     assert outcome_of(panel.save(disposition="Sale closed")) == "queued"
 
 

@@ -13,18 +13,20 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, get_datetime_format
+from markupsafe import Markup, escape
 
 from ..i18n import N_
 
 MAX_AHEAD = timedelta(days=30)
 UPSTREAM_FORMAT = "%Y-%m-%d %H:%M"  # CloudAgent's callBackTime
-# What a datetime-local input sends (seconds only if its step allows them), or CloudAgent's own
-# form, which a host page may use to prefill.
+TIME_SLOT = "{time}"  # where a day's spoken form takes the time, HH:MM (see CallbackRule.days)
+# What the panel posts (YYYY-MM-DDTHH:MM, seconds from older browsers' datetime-local), or
+# CloudAgent's own form, which a host page may use to prefill.
 _LOCAL = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.[0-9]{1,3})?)?"
 )  # ASCII digits only: \d would take other scripts' digits too
@@ -57,8 +59,6 @@ class CallbackField:
     dispositions: str  # JSON list of the names that need a time
     zone: str
     label: str
-    earliest: str  # datetime-local values: the field's min and max
-    latest: str
 
 
 @lru_cache(maxsize=256)
@@ -81,6 +81,7 @@ class CallbackRule:
         self.zone = ZoneInfo(zone)
         self._clock = clock
         self._field: tuple[int, CallbackField] | None = None
+        self._days: dict[str, tuple[date, Markup]] = {}  # language: (today, its options)
 
     def applies_to(self, disposition: str) -> bool:
         if self.names:
@@ -99,14 +100,6 @@ class CallbackRule:
         name = at.tzname() or self.zone_name
         return f"UTC{name}" if name[:1] in "+-" else name
 
-    def earliest(self, now: datetime | None = None) -> datetime:
-        """The first minute a callback may be set for: the next whole minute."""
-        now = now or self.now()
-        return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-
-    def latest(self, now: datetime | None = None) -> datetime:
-        return (now or self.now()) + MAX_AHEAD
-
     def field(self, names: tuple[str, ...]) -> CallbackField | None:
         """What the panel's callback field needs for this list, or None when no disposition
         on it has callbacks. The list's part is worked out once per list, the clock's each
@@ -114,24 +107,47 @@ class CallbackRule:
         needing = _needing(self, names)
         if not needing:
             return None
-        # The limits move by the minute: a panel opened in the same minute reuses them.
+        # The zone's name moves with the clock (summer time): a panel opened in the same
+        # minute reuses it.
         minute = int(time.time() // 60)
         kept = self._field
         if kept is not None and kept[0] == minute and kept[1].dispositions == needing:
             return kept[1]
-        now = self.now()
-        field = CallbackField(
-            dispositions=needing,
-            zone=self.zone_name,
-            label=self._label(now),
-            earliest=self.local_input(self.earliest(now)),
-            latest=self.local_input(self.latest(now)),
-        )
+        field = CallbackField(dispositions=needing, zone=self.zone_name, label=self.zone_label)
         self._field = (minute, field)  # one assignment: threads see the old pair or the new
         return field
 
+    def days(self, language: str, translate: Callable[[str], str]) -> Markup:
+        """The day list's options, today to 30 days ahead in the zone, as the agent reads
+        them in `language` ("Sat, 5 Dec"; today's and tomorrow's say so, through `translate`,
+        that language's gettext). Each option's value is the day as posted (YYYY-MM-DD) and
+        its data-when the day's spoken form, as the outcome will write it, with TIME_SLOT for
+        the time. Worked out once a day per language: a panel costs one clock reading."""
+        today = self.now().date()
+        kept = self._days.get(language)
+        if kept is not None and kept[0] == today:
+            return kept[1]
+        locale = _locale(language)
+        texts = (translate(N_("%(day)s (today)")), translate(N_("%(day)s (tomorrow)")))
+        options = []
+        for ahead in range(MAX_AHEAD.days + 1):
+            day = today + timedelta(days=ahead)
+            # Noon: the zone's name that day (a summer-time change is at night).
+            at = datetime(day.year, day.month, day.day, 12, tzinfo=self.zone)
+            shown = format_skeleton("MMMEd", at, tzinfo=self.zone, locale=locale)
+            if ahead < len(texts):
+                shown = texts[ahead] % {"day": shown}
+            when = self._spoken(at, TIME_SLOT, locale)
+            options.append(
+                f'<option value="{day.isoformat()}" data-when="{escape(when)}">'
+                f"{escape(shown)}</option>"
+            )
+        markup = Markup("".join(options))  # noqa: S704 (escaped above)
+        self._days[language] = (today, markup)  # one assignment, as in field()
+        return markup
+
     def read(self, value: str) -> datetime:
-        """The agent's callback time (a datetime-local value, in the zone), checked: a time to
+        """The agent's callback time (YYYY-MM-DDTHH:MM, in the zone), checked: a time to
         come, at most 30 days ahead, that exists on the zone's clocks. Raises
         CallbackTimeError with the agent's message.
 
@@ -168,16 +184,17 @@ class CallbackRule:
         """As CloudAgent takes it."""
         return at.strftime(UPSTREAM_FORMAT)
 
-    @staticmethod
-    def local_input(at: datetime) -> str:
-        """As a datetime-local input takes it."""
-        return at.strftime("%Y-%m-%dT%H:%M")
-
     def spoken(self, at: datetime, language: str = "en") -> str:
         """As the agent reads it, in their language's way (CLDR's): 29 Nov, 10:30 IST in
         English as India writes it, 29 नव॰, 10:30 IST in Hindi. 24-hour, as the field."""
-        locale = "en_IN" if language == "en" else language
+        locale = _locale(language)
+        return self._spoken(at, format_skeleton("Hm", at, tzinfo=at.tzinfo, locale=locale), locale)
+
+    def _spoken(self, at: datetime, clock: str, locale: str) -> str:
         day = format_skeleton("MMMd", at, tzinfo=at.tzinfo, locale=locale)
-        time = format_skeleton("Hm", at, tzinfo=at.tzinfo, locale=locale)
-        moment = get_datetime_format("short", locale=locale).format(time, day)
+        moment = get_datetime_format("short", locale=locale).format(clock, day)
         return f"{moment} {self._label(at)}"
+
+
+def _locale(language: str) -> str:
+    return "en_IN" if language == "en" else language  # English as India writes dates

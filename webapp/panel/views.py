@@ -91,6 +91,8 @@ def _render_form(call: Launch, token: str, template: str, **page: object) -> str
     if names:
         offered = _offered(names)  # a name no longer on the list is not offered again
         recent = tuple(n for n in _recent().get(call.agent_id, call.did) if n in offered)
+    callbacks = _callbacks()
+    callback = callbacks.field(names) if names else None
     return render_template(
         i18n.template(template),
         call=call,
@@ -99,7 +101,8 @@ def _render_form(call: Launch, token: str, template: str, **page: object) -> str
         dispositions=names,
         recent=recent,
         pause_reasons=settings.pause_reasons,
-        callback=_callbacks().field(names) if names else None,
+        callback=callback,
+        callback_days=callbacks.days(i18n.current(), i18n.gettext) if callback else None,
         searchable=len(names or ()) > SEARCH_FROM,
         **page,
     )
