@@ -1,7 +1,9 @@
 """The findings of the security review, one test each (each failed before its fix; the
 request id and the audit's copy of it held already, and are kept held here)."""
 
+import copy
 import csv
+import html.parser
 import io
 import json
 import os
@@ -14,12 +16,13 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import event
 from werkzeug import Response
 
-from tests.helpers import DID, LIVE, outcome_of
+from tests.helpers import DID, LIVE, SUPPORT, outcome_of
 from webapp.audit import Attempt
 from webapp.cloudagent import RESULT_UNKNOWN, CloudAgentClient, SqliteTokenStore
 from webapp.cloudagent import cache as cache_module
 from webapp.cloudagent.client import ANSWER_CHUNK, MAX_ANSWER_BYTES
 from webapp.config import ConfigError, load_settings
+from webapp.i18n import TranslatedWhenCompiled
 
 
 def mode(path):
@@ -475,3 +478,55 @@ def test_a_well_formed_answer_over_the_cap_is_unreadable_over_http(httpserver):
     assert (saved.kind, saved.reason) == ("unavailable", "bad_response")
     listed = client.fetch_dispositions("a", DID, "u")
     assert not listed.ok and listed.names == ()
+
+
+# -- translations are text, wherever they land -----------------------------------------------
+
+TAMPERED = 'नाम" hx-post="/disposition/save" hx-trigger="load" x="'
+
+
+def _with_hindi(app, **texts):
+    """The app's Hindi catalogue with some texts replaced, as a tampered or careless
+    catalogue would have them, its templates compiled afresh."""
+    catalogue = copy.copy(app.extensions["catalogue_of"]["hi"])
+    catalogue._catalog = dict(catalogue._catalog) | texts
+    app.extensions["catalogue_of"]["hi"] = catalogue
+    overlay = app.jinja_env.overlay(extensions=[TranslatedWhenCompiled])
+    overlay.extend(compiled_translations=catalogue)
+    app.extensions["templates"]["hi"] = overlay
+
+
+def _search_box(html):
+    inputs = [tag for tag in HTMLParser(html).tags if tag[0] == "input"]
+    return next(dict(attrs) for _, attrs in inputs if ("id", "disposition-search") in attrs)
+
+
+class HTMLParser(html.parser.HTMLParser):
+    def __init__(self, text):
+        super().__init__()
+        self.tags = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, attrs))
+
+
+def test_a_tampered_translation_cannot_add_attributes_to_the_page(make_app, panels, simulator):
+    app = make_app()
+    _with_hindi(app, **{"Part of a name": TAMPERED, "Search dispositions": 'खोज "सब"'})
+    call = simulator.start_call("agent1", SUPPORT)
+    page = panels.on(app.test_client()).open(call.ucid, did=SUPPORT, lang="hi").html
+    box = _search_box(page)
+    assert box["placeholder"] == TAMPERED  # all of it, as text: no attribute came of it
+    assert "hx-post" not in box and "hx-trigger" not in box
+    assert page.count('hx-post="/disposition/save"') == 1  # the form's own, only
+    # An honest quotation mark, in an element's text, is a quotation mark on the page.
+    assert '<label for="disposition-search">खोज &#34;सब&#34;</label>' in page
+
+
+def test_a_translation_with_values_is_escaped_too(make_app, panels, simulator):
+    app = make_app()
+    _with_hindi(app, **{"Callback time (%(zone)s)": 'समय "%(zone)s" <b>'})
+    call = simulator.start_call("agent1", DID)
+    page = panels.on(app.test_client()).open(call.ucid, lang="hi").html
+    assert "समय &#34;IST&#34; &lt;b&gt;" in page and "<b>" not in page

@@ -142,8 +142,9 @@ def init_app(app: Flask, folder: Path, default: str) -> None:
     babel = Babel(app, locale_selector=current, default_locale=SOURCE_LANGUAGE)
     babel.domain_instance = Catalogues(domain=DOMAIN)  # in place of reading .mo files
     app.jinja_env.install_gettext_callables(  # in place of Flask-Babel's: one lookup a request
-        gettext=lambda message: active().ugettext(message),
-        ngettext=lambda singular, plural, num: active().ungettext(singular, plural, num),
+        # Escaped: a catalogue's text is text, not markup (see TranslatedWhenCompiled).
+        gettext=lambda message: escape(active().ugettext(message)),
+        ngettext=lambda singular, plural, num: escape(active().ungettext(singular, plural, num)),
         newstyle=True,
     )
     app.jinja_env.globals["language"] = current
@@ -168,9 +169,11 @@ class TranslatedWhenCompiled(Extension):
     one compiled copy per language, so the panel's texts cost nothing when it renders (Jinja's
     i18n looks each one up, some forty a panel). With values, `_("literal", name=value)`, only
     the filling in is left for the render, and not even that when every value is a literal.
-    Anything else (a variable's text, ngettext) is looked up as it renders. As with Jinja's
-    i18n, a text is markup (a catalogue is trusted like a template; tests/test_translations.py
-    refuses markup the English lacks) and the values are escaped."""
+    Anything else (a variable's text, ngettext) is looked up as it renders. Unlike Jinja's
+    i18n, a text is text, never markup: it is escaped like any value, so a translator's
+    quotation mark is shown as one wherever the text lands, in an attribute too, and a
+    tampered catalogue cannot add an attribute or an element (the security review's finding).
+    Markup in a text comes only from the template, as a value marked safe."""
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
@@ -238,7 +241,8 @@ def _constant(lineno: int, text: Markup) -> Iterator[Token]:
 
 
 def _filled(text: str, **values: object) -> Markup:
-    # A catalogue's text is markup, as Jinja's i18n has it; the values are escaped (as
-    # Markup's own % would, for a third of its cost).
+    # The text and the values are escaped (as Markup's own % would, for a third of its cost);
+    # a value the template marked safe stays markup.
     escaped = {name: escape(value) for name, value in values.items()}
+    text = str(escape(text))
     return Markup(text % escaped if values else text)  # noqa: S704
