@@ -32,6 +32,7 @@ def test_a_working_account_prints_its_list_and_the_token_it_will_use(make_app, s
     assert token.value not in output  # the token is never printed
     code, output = check(make_app())  # another run, another process: the stored token
     assert code == 0 and "signed in: reused the stored token" in output
+    assert "the API key itself was not tried" in output  # said, not glossed over
     stats = simulator.stats()
     assert stats["mints"] == {"demo": 1} and stats["requests"]["Set"] == 0  # nothing saved
     assert len(list(app.extensions["audit"].rows())) == 0

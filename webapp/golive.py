@@ -151,6 +151,12 @@ def sign_in(client: CloudAgentClient, say: Say) -> None:
     how = "reused the stored token" if before and before.value == token.value else "minted a token"
     left = store.mint_budget_left(client.account)
     say(f"  signed in: {how}, valid until {_when(token.expires_at)}; {left} mint(s) left this hour")
+    if how == "reused the stored token":
+        # A mint would log out the panels using this token: the key is left for the next one.
+        say(
+            "  note: the API key itself was not tried (the stored token still works); it is "
+            "at the next mint, shortly before this token expires"
+        )
 
 
 def _list_failure(listing: DispositionList, auth: str) -> str:
