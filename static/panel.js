@@ -500,6 +500,9 @@
       waiting.push(event);
       return;
     }
+    if (current.form.dataset.finished) {
+      return ignore(event, "the disposition is recorded: nothing more to do for this call");
+    }
     if (data.event === "call-ended") {
       const seconds = data.wrapupSeconds;
       if (!Number.isInteger(seconds) || seconds < 0 || seconds > 3600) {
@@ -507,7 +510,6 @@
       }
       wrapup.start(seconds);
     } else if (data.event === "prefill") {
-      if (current.form.dataset.finished) return ignore(event, "the disposition is recorded");
       prefill(current.form, data);
     } else {
       ignore(event, "unknown event " + JSON.stringify(data.event));

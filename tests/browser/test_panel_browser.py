@@ -70,6 +70,21 @@ def test_hang_up_then_save_is_saved_and_the_panel_looks_finished(page, sites, si
     (message,) = received(page)
     assert message["data"]["recordedDisposition"] == "Sale closed"
     assert message["data"]["reason"] == "saved"
+    # Nothing more to do for the call: the host's late call-ended starts no clock.
+    ignored = []
+    page.on("console", lambda m: ignored.append(m.text) if "recorded" in m.text else None)
+    page.evaluate(
+        """(origin) => document.getElementById("widget").contentWindow.postMessage(
+            {type: "cloudagent-disposition-host", version: 1, event: "call-ended",
+             wrapupSeconds: 30}, origin)""",
+        sites.widget,
+    )
+    for _ in range(1500):  # until the panel says it ignored it (30 s at most: a hung test)
+        if ignored:
+            break
+        page.wait_for_timeout(20)
+    assert ignored and "nothing more to do" in ignored[0]
+    expect(frame.get_by_role("timer")).to_be_hidden()
     assert not page.errors
 
 
