@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+__all__: list[str] = []  # used by the client only
+
 
 class Throttled:
     """At most one line per `every` seconds per kind; the next line after a quiet spell
