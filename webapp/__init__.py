@@ -72,6 +72,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     metrics.watch_tokens(app, app.extensions["cloudagent"])
     # Audit log, save limiter, dispositions cache, readiness: SQLite or Redis + PostgreSQL.
     stores.init_app(app, settings, app.extensions["cloudagent"], strict=not _master_checked(env))
+    metrics.watch_audit(app, app.extensions["audit"])
     app.extensions["assets"] = assets.build_manifest(ROOT / "static")
     app.jinja_env.globals.update(
         asset_url=assets.asset_url,
