@@ -108,6 +108,16 @@ def test_replaying_an_entry_twice_changes_nothing(make_log, monkeypatch):
     assert log.pending() == 0
 
 
+def test_an_unreadable_entry_stays_and_blocks_no_other(make_log):
+    log = make_log()
+    first, second = log.begin(attempt()), log.begin(attempt())
+    log.journal.add(first, {"no_such_column": 1, "outcome": "saved"})
+    log.journal.add(second, {"finished_at": time.time(), "outcome": "queued", "reason": "queued"})
+    assert log.replay_journal() == 1
+    assert row(log, second)["outcome"] == "queued" and row(log, first)["finished_at"] is None
+    assert log.pending() == 1  # kept, logged, for an operator to look at
+
+
 def test_a_journal_entry_of_another_database_is_left_alone(make_log, tmp_path):
     log = make_log()
     entry = log.begin(attempt())

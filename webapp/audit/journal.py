@@ -84,13 +84,13 @@ class Journal:
                 (time.time(), self.database, entry_id, json.dumps(values)),
             )
 
-    def entries(self, limit: int = 200) -> list[Completion]:
-        """This database's completions, oldest first."""
+    def entries(self, after: int = 0, limit: int = 200) -> list[Completion]:
+        """This database's completions after journal id `after`, oldest first."""
         with self._lock:
             rows = self._connection().execute(
                 "SELECT id, entry_id, row_values, written_at FROM completions "
-                "WHERE database = ? ORDER BY id LIMIT ?",
-                (self.database, limit),
+                "WHERE database = ? AND id > ? ORDER BY id LIMIT ?",
+                (self.database, after, limit),
             )
             return [Completion(r[0], r[1], json.loads(r[2]), r[3]) for r in rows.fetchall()]
 

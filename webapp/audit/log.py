@@ -46,7 +46,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from . import settle
 from .groupcommit import GroupCommit
@@ -78,6 +79,10 @@ _COMPLETE_OPEN = update(saves).where(
         saves.c.finished_at.is_(None),
         and_(saves.c.outcome == UNKNOWN, saves.c.reason == settle.WORKER_LOST),
     ),
+)
+# What finish() writes, and so all a journal entry may set.
+_COMPLETION_KEYS = frozenset(
+    ("finished_at", "outcome", "reason", "upstream_status", "upstream_text", "latency_ms")
 )
 _UCID_OF = select(saves.c.ucid, saves.c.agent).where(saves.c.id == bindparam("entry_id"))
 _SAVES_SINCE = select(func.count(), func.min(saves.c.started_at)).where(
@@ -480,15 +485,35 @@ class AuditLog:
 
     def replay_journal(self) -> int:
         """Apply the journalled completions of this database, each to its row if still open;
-        how many were applied. Stops at the first the database refuses (still away)."""
+        how many were applied. Stops at the first the database cannot take (still away); one
+        it refuses on its merits stays in the journal, logged, and the rest go on."""
         if self.journal is None:
             return 0
         applied = 0
+        after = 0
         while True:
-            entries = self.journal.entries()
+            entries = self.journal.entries(after=after)
             for entry in entries:
-                params = {"entry_id": entry.entry_id, **entry.values}
-                done = self._write(lambda conn, p=params: conn.execute(_COMPLETE_OPEN, p).rowcount)
+                after = entry.id
+                values = {k: v for k, v in entry.values.items() if k in _COMPLETION_KEYS}
+                if "finished_at" not in values or "outcome" not in values:
+                    log.error("audit journal entry %s unreadable, kept: %r", entry.id, entry)
+                    continue
+                params = {"entry_id": entry.entry_id, **values}
+                try:
+                    done = self._write(
+                        lambda conn, p=params: conn.execute(_COMPLETE_OPEN, p).rowcount
+                    )
+                except (OperationalError, PoolTimeout, OSError):
+                    raise  # the database is away: the next round tries again
+                except SQLAlchemyError as error:
+                    log.error(
+                        "audit row %s: its journalled completion refused (%s), kept: %s",
+                        entry.entry_id,
+                        short_error(error),
+                        entry.values,
+                    )
+                    continue
                 if done:
                     applied += 1
                     log.warning("audit row %s completed from the journal", entry.entry_id)
