@@ -39,6 +39,13 @@ clean:
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# `make drill`: the fault drill (issue 22, about 2 minutes): real Redis and PostgreSQL, two
+# instances, outages and killed workers, and the reconciliation table (docs/operations.md).
+# Not part of `make test`.
+.PHONY: drill
+drill: install
+	$(BIN)/python -m bench.drill $(DRILL_ARGS)
+
 # Translations (docs/translating.md). The app compiles the catalogues itself at start-up.
 # `make translations`: extract every text from the code and templates, update each language.
 # `make translation CODE=ta`: start a new language's catalogue (not LANG: the shell sets that).

@@ -4,6 +4,7 @@ carry the concurrency: gthread workers, a few per core, many threads each."""
 import glob
 import os
 import shutil
+import sys
 import tempfile
 
 bind = os.environ.get("WIDGET_BIND", "127.0.0.1:8000")
@@ -86,6 +87,26 @@ def on_starting(server):
         # Counts of an earlier run of this master would be added to this one's.
         for stale in glob.glob(os.path.join(directory, "*.db")):
             os.remove(stale)
+    # The instance's first start checks the settings and the audit database, strictly: a wrong
+    # URL stops it with one line. Workers booted later (one killed, a reload) then start even
+    # while a store is away: a database that blinks must not end the instance for good.
+    from webapp import MASTER_CHECKED, check_start_up
+    from webapp.config import ConfigError
+
+    try:
+        check_start_up()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr, flush=True)
+        sys.exit(3)
+    os.environ[MASTER_CHECKED] = str(os.getpid())
+
+
+def post_worker_init(worker):
+    # Each worker replays the audit journal, closes rows a lost worker left open and settles
+    # unknown ones, in a thread of its own (webapp.audit.log, maintain()).
+    audit = getattr(worker.wsgi, "extensions", {}).get("audit")
+    if audit is not None:
+        audit.start_maintenance()
 
 
 def child_exit(server, worker):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +19,25 @@ from .web import assets, compression, errors, headers, health, logs, metrics
 log = logging.getLogger("webapp")
 
 ROOT = Path(__file__).resolve().parent.parent
+# Set by gunicorn's master (gunicorn.conf.py) to its pid once check_start_up() passed: its
+# workers then start even while a store is away, since the configuration was proven good.
+MASTER_CHECKED = "WIDGET_MASTER_CHECKED"
+
+
+def check_start_up(env: Mapping[str, str] | None = None) -> None:
+    """What an instance's first start must find, checked once by gunicorn's master before any
+    worker: valid settings and an audit database that answers (within 10 s) with a schema this
+    release knows. Raises ConfigError, one line naming the variable."""
+    instance_path = Flask(__name__, static_folder=None).instance_path
+    stores.check_audit_database(load_settings(env, instance_path=instance_path))
+
+
+def _master_checked(env: Mapping[str, str] | None) -> bool:
+    """A gunicorn worker whose master checked the stores at the instance's first start: a
+    store away now is an outage to ride out, not a wrong URL. Matched to the parent's pid, so
+    a marker leaked into a shell makes no CLI lenient."""
+    source = os.environ if env is None else env
+    return source.get(MASTER_CHECKED) == str(os.getppid())
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
@@ -51,7 +71,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.extensions["cloudagent"] = _make_client(app, settings)
     metrics.watch_tokens(app, app.extensions["cloudagent"])
     # Audit log, save limiter, dispositions cache, readiness: SQLite or Redis + PostgreSQL.
-    stores.init_app(app, settings, app.extensions["cloudagent"])
+    stores.init_app(app, settings, app.extensions["cloudagent"], strict=not _master_checked(env))
+    metrics.watch_audit(app, app.extensions["audit"])
     app.extensions["assets"] = assets.build_manifest(ROOT / "static")
     app.jinja_env.globals.update(
         asset_url=assets.asset_url,

@@ -20,7 +20,7 @@ from flask import Flask
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .audit import AuditLog, SchemaError, sqlite_url
+from .audit import JOURNAL_NAME, AuditLog, SchemaError, prepare_database, sqlite_url
 from .cloudagent import (
     LIST_RETRY_AFTER,
     CloudAgentClient,
@@ -80,18 +80,50 @@ def token_store(app: Flask, settings: Settings) -> TokenStore:
     )
 
 
-def init_app(app: Flask, settings: Settings, cloudagent: CloudAgentClient) -> None:
+def _audit_url(settings: Settings) -> str:
+    return settings.database_url or sqlite_url(settings.data_dir)
+
+
+def _schema_error(settings: Settings, error: SchemaError) -> ConfigError:
+    variable = "WIDGET_DATABASE_URL" if settings.database_url else "WIDGET_DATA_DIR"
+    return ConfigError(f"{variable}: {error}")
+
+
+def check_audit_database(settings: Settings) -> None:
+    """An instance's first start: the audit database answers (within 10 s) and has this
+    release's schema; ConfigError naming the variable otherwise."""
+    try:
+        prepare_database(_audit_url(settings))
+    except SchemaError as error:
+        raise _schema_error(settings, error) from error
+
+
+def longest_save(settings: Settings) -> float:
+    """Seconds past which an open audit row belonged to a worker that died: a save makes at
+    most four CloudAgent calls (a Set, a mint, the Set again, with a mint between), plus the
+    audit database's waits. A save that ends later still writes its real outcome."""
+    return 4 * (settings.connect_timeout + settings.read_timeout) + 30
+
+
+def init_app(
+    app: Flask, settings: Settings, cloudagent: CloudAgentClient, *, strict: bool = True
+) -> None:
     """Make the audit log, the save limiter and the dispositions cache, and the readiness
-    checks."""
+    checks. `strict`: an audit database that does not answer stops start-up; otherwise (a
+    worker of an instance whose first start found it) the app serves without it meanwhile."""
     client = shared_redis(app, settings)
     counted = app.extensions.get("metrics")
     on_result = counted.cache_result if counted is not None else None
-    url = settings.database_url or sqlite_url(settings.data_dir)
     try:
-        app.extensions["audit"] = AuditLog(url, instance=settings.instance_name)
+        app.extensions["audit"] = AuditLog(
+            _audit_url(settings),
+            instance=settings.instance_name,
+            journal=settings.data_dir / JOURNAL_NAME,
+            strict=strict,
+            longest_save=longest_save(settings),
+        )
     except SchemaError as error:
-        variable = "WIDGET_DATABASE_URL" if settings.database_url else "WIDGET_DATA_DIR"
-        raise ConfigError(f"{variable}: {error}") from error
+        raise _schema_error(settings, error) from error
     if settings.database_url:
         log.info("audit log in %s", app.extensions["audit"].where)
     if client is None:

@@ -10,7 +10,7 @@ import requests
 import responses
 from werkzeug import Response
 
-from tests.helpers import DID, DOCUMENTED_RESPONSES, READ_TIMEOUT
+from tests.helpers import DID, DOCUMENTED_RESPONSES, READ_TIMEOUT, Clock
 from webapp.cloudagent import CloudAgentClient, SqliteTokenStore, Token
 
 CASES = DOCUMENTED_RESPONSES
@@ -231,6 +231,39 @@ def test_http_faults_become_unavailable(canned, httpserver, response, reason):
     assert (outcome.kind, outcome.reason) == ("unavailable", reason)
     listing = canned.fetch_dispositions("a", "d", "u")
     assert listing.error.kind == "unavailable"
+
+
+def test_an_upstream_5xx_logs_one_warning_a_minute_per_kind_with_the_count_held_back(
+    canned, httpserver, caplog
+):
+    """Like a timeout, an HTTP 5xx is a WARNING (a gateway's page may follow a Set that went
+    through); during an outage, one line a minute per action and status, then the count."""
+    clock = Clock(1000.0)
+    canned.server_errors.clock = clock
+    page = "<html><head><title>502 Bad Gateway</title></head></html>"
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_response(
+        Response(page, 502, content_type="text/html")
+    )
+
+    def warnings():
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelname == "WARNING" and "answered HTTP" in r.getMessage()
+        ]
+
+    caplog.set_level("INFO", logger="webapp.cloudagent")
+    for _ in range(3):
+        canned.set_disposition(agent_id="a", did="d", ucid="u", disposition="X")
+    canned.fetch_dispositions("a", "d", "u")  # another kind: its own line
+    (first, listing) = warnings()
+    assert first.startswith("cloudagent Set: answered HTTP 502 after ")
+    assert "titled '502 Bad Gateway'" in first and "result is unknown" in first
+    assert "<html" not in first and listing.startswith("cloudagent get: answered HTTP 502")
+    clock.now += 61
+    canned.set_disposition(agent_id="a", did="d", ucid="u", disposition="X")
+    assert warnings()[-1].endswith("; 2 more like it not logged in the 60 s before")
+    assert len(warnings()) == 3
 
 
 def test_a_slow_answer_is_given_up_and_reported_unknown(canned, httpserver):

@@ -124,6 +124,8 @@ def test_a_lost_answer_is_unknown_then_reported_as_saved_earlier(
         ("unknown", "lost_answer"),
         ("saved", "saved_earlier"),
     ]
+    # What the second save learned is written on the first row at once (issue 22).
+    assert (audit[0]["settled"], audit[0]["settled_by"]) == ("applied", "later_save")
 
 
 def test_a_lost_answer_then_another_disposition_says_what_is_there(
@@ -188,6 +190,13 @@ def test_an_unreadable_answer_to_a_save_is_a_result_unknown(app, web, simulator,
     assert "Result unknown" in response.get_data(as_text=True)
     (row,) = app.extensions["audit"].rows()
     assert (row["outcome"], row["reason"]) == ("unknown", "bad_response")
+    # The 502 was never applied: after the call ends, saving again is saved, not "already
+    # disposed", and the next maintenance round settles the first row so (issue 22).
+    simulator.hang_up(call.ucid)
+    assert outcome_of(panel.save()) == "saved"
+    assert app.extensions["audit"].settle_unknown() == 1
+    first = next(app.extensions["audit"].rows())
+    assert (first["outcome"], first["settled"]) == ("unknown", "not_applied")
 
 
 def test_a_lost_answer_overtaken_by_a_later_answered_save_is_not_claimed(

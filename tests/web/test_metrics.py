@@ -217,3 +217,17 @@ def test_an_expired_panel_and_a_refused_reload_are_counted_as_refused(app, web, 
     assert value(samples, "widget_requests_refused_total", reason="expired") == 1
     assert value(samples, "widget_requests_refused_total", reason="context") == 1
     assert sum(v for (name, _), v in samples.items() if name == "widget_saves_total") == 0
+
+
+def test_completions_waiting_in_the_audit_journal_are_a_gauge(app, web):
+    """An operator who must never lose a disposition is paged while completions wait for
+    the database (DispositionAuditJournalWaiting in docs/operations.md)."""
+    assert value(scrape(web), "widget_audit_journal_entries") == 0
+    audit = app.extensions["audit"]
+    audit.journal.add(1, {"finished_at": time.time(), "outcome": "queued", "reason": "queued"})
+    audit.journal.add(2, {"finished_at": time.time(), "outcome": "saved", "reason": "saved"})
+    assert value(scrape(web), "widget_audit_journal_entries") == 2
+    audit.replay_journal()  # no such rows: dropped
+    assert value(scrape(web), "widget_audit_journal_entries") == 0
+    rules = marked_block(OPERATIONS, "alert-rules")
+    assert "max(widget_audit_journal_entries) > 0" in rules

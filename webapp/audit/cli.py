@@ -86,6 +86,8 @@ def _write(rows: Any, fmt: str, out: TextIO) -> int:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")  # JSON escapes controls
         else:
             shown = {name: _shown(row[name]) for name in ("agent", "ucid", "outcome")}
+            if row.get("settled"):  # what became of an unknown save, beside what was said
+                shown["outcome"] += "/" + _shown(row["settled"])
             out.write(
                 f"{row['started_at']}  {shown['agent']:<12} {shown['ucid']:<20} "
                 f"{shown['outcome']:<17} {_shown(row['disposition'])}\n"
@@ -109,6 +111,11 @@ def _filters(command: Any) -> Any:
             click.option("--agent", help="only this agent ID"),
             click.option("--ucid", help="only this call"),
             click.option("--limit", type=click.IntRange(min=1), help="at most this many rows"),
+            click.option(
+                "--unsettled",
+                is_flag=True,
+                help="only rows still open, or unknown with nothing learned since",
+            ),
         ]
     ):
         command = option(command)

@@ -8,38 +8,58 @@ every instance. SQLite takes one writer at a time across the host (webapp.audit.
 a process's concurrent writes are committed together (webapp.audit.groupcommit).
 
 Failures: begin() raises AuditUnavailable, so no save reaches CloudAgent unrecorded; finish()
-never raises (the agent's answer matters more): it logs the row loudly, and keeps retrying
-in the background for a while.
+never raises (the agent's answer matters more): it logs the row loudly and writes the
+completion to the local journal (webapp.audit.journal) before the agent is answered; any
+process of the instance replays it once the database answers (maintain()).
+
+A worker that starts while the database is away (strict=False: gunicorn's master checked it
+at the instance's first start) serves anyway, refusing saves as when the database goes away
+later, and prepares the schema as soon as the database answers. maintain() also closes rows a
+lost worker left open and settles `unknown` rows (webapp.audit.settle).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Engine,
+    and_,
     bindparam,
     create_engine,
     delete,
     event,
     func,
     insert,
+    or_,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from . import settle
 from .groupcommit import GroupCommit
-from .schema import TEXT_LIMIT, prepare_schema, saves, short_error
+from .journal import Journal
+from .schema import (
+    TEXT_LIMIT,
+    DatabaseUnreachable,
+    SchemaError,
+    prepare_schema,
+    saves,
+    short_error,
+)
 from .sqlite import private_database, sqlite_pragmas
 from .writelock import WriteLock
 
@@ -51,6 +71,20 @@ UNKNOWN = "unknown"
 # bind parameters) cost SQLAlchemy more CPU than SQLite spent running them.
 _BEGIN = insert(saves)
 _COMPLETE = update(saves).where(saves.c.id == bindparam("entry_id"))
+# A journalled completion, applied only to a row still open, or closed by the sweep for want
+# of news: applying one twice (a crash between applying and deleting it) changes nothing.
+_COMPLETE_OPEN = update(saves).where(
+    saves.c.id == bindparam("entry_id"),
+    or_(
+        saves.c.finished_at.is_(None),
+        and_(saves.c.outcome == UNKNOWN, saves.c.reason == settle.WORKER_LOST),
+    ),
+)
+# What finish() writes, and so all a journal entry may set.
+_COMPLETION_KEYS = frozenset(
+    ("finished_at", "outcome", "reason", "upstream_status", "upstream_text", "latency_ms")
+)
+_UCID_OF = select(saves.c.ucid, saves.c.agent).where(saves.c.id == bindparam("entry_id"))
 _SAVES_SINCE = select(func.count(), func.min(saves.c.started_at)).where(
     saves.c.agent == bindparam("agent"), saves.c.started_at > bindparam("since")
 )
@@ -111,7 +145,13 @@ def _lock_key(agent: str) -> int:
     )
 
 
-RETRY_PENDING_FOR = 600.0  # seconds finish() keeps retrying a row the database refused
+RETRY_PENDING_FOR = 600.0  # seconds a completion the journal refused is retried in memory
+READY_RETRY = 1.0  # seconds between attempts to prepare the schema of an absent database
+# A save takes at most a few CloudAgent calls and database waits: a row open longer than this
+# belonged to a worker that died (create_app passes one from the configured timeouts).
+LONGEST_SAVE = 180.0
+MAINTAIN_EVERY = 30.0  # seconds between maintenance rounds; 2 while completions wait
+SETTLE_WITHIN = 2 * 86400.0  # unknown rows younger than this are looked at each round
 
 
 class RateLimited(Exception):  # noqa: N818 (a refusal, not a fault)
@@ -162,13 +202,40 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'audit.sqlite3'}"
 
 
+def prepare_database(url: str, wait: float = 10.0) -> int:
+    """What an instance's first start checks (gunicorn's master, before any worker): the
+    database answers within `wait` seconds and its schema is this release's (created or
+    migrated); SchemaError otherwise. A new SQLite file is made private first."""
+    engine = create_engine(url)
+    try:
+        if engine.dialect.name == "sqlite":
+            private_database(Path(engine.url.database or "."))
+    finally:
+        engine.dispose()
+    return prepare_schema(url, wait=wait)
+
+
 def _clip(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
     return None if text is None else text[:limit]
 
 
 class AuditLog:
-    def __init__(self, url: str, *, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        instance: str | None = None,
+        journal: Path | None = None,
+        strict: bool = True,
+        longest_save: float = LONGEST_SAVE,
+    ) -> None:
+        """`journal`: the file completions wait in while the database is away (without one,
+        only this process's memory). `strict`: an unreachable database stops start-up
+        (SchemaError) after a 10 s wait; otherwise the log starts without it, and prepares the
+        schema once it answers."""
+        self.url = url
         self.instance = instance
+        self.longest_save = longest_save
         options: dict[str, Any] = {}
         if url.startswith("postgresql"):
             # Short waits: a save must not hang on a database that went away; reconnects
@@ -195,11 +262,25 @@ class AuditLog:
             event.listen(self.engine, "connect", sqlite_pragmas)
             lock = WriteLock(database.with_name(database.name + ".lock"))
             self._group = GroupCommit(self.engine, lock.held)
-        prepare_schema(url)
         self._pending: list[tuple[float, int, dict[str, Any]]] = []
         self._pending_lock = threading.Lock()
         self._retrier: threading.Thread | None = None
         self._closed = threading.Event()
+        self._maintainer: threading.Thread | None = None
+        self.journal = Journal(journal, self.where) if journal is not None else None
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self._ready_tried = 0.0
+        try:
+            prepare_schema(url, wait=10.0 if strict else 0.0)
+            self._ready = True
+        except DatabaseUnreachable as error:
+            if strict:
+                raise
+            log.error(
+                "%s; serving without it: saves are refused (nothing sent) until it answers",
+                error,
+            )
 
     @property
     def where(self) -> str:
@@ -213,9 +294,40 @@ class AuditLog:
         with self.engine.begin() as conn:
             return write(conn)
 
+    @property
+    def ready(self) -> bool:
+        """Whether the schema has been checked (at start, or since the database came back)."""
+        return self._ready
+
+    def _ensure_ready(self) -> bool:
+        """Prepare the schema of a database absent at start, at most once a second across the
+        process's threads; whether it is ready."""
+        if self._ready:
+            return True
+        if not self._ready_lock.acquire(blocking=False):
+            return False  # another thread is trying right now
+        try:
+            if self._ready or time.monotonic() - self._ready_tried < READY_RETRY:
+                return self._ready
+            self._ready_tried = time.monotonic()
+            try:
+                prepare_schema(self.url, wait=0.0)
+            except DatabaseUnreachable:
+                return False
+            except SchemaError as error:  # a newer schema: nothing this release may write
+                log.error("audit log not usable: %s", error)
+                return False
+            self._ready = True
+            log.warning("audit database %s answers again: schema ready, saves resume", self.where)
+            return True
+        finally:
+            self._ready_lock.release()
+
     def ping(self) -> None:
         """Raise if the trail cannot be read (readiness probe). One row by primary key: the
         same cost however many rows the trail holds (a count would read them all)."""
+        if not self._ensure_ready():
+            raise AuditUnavailable("the audit database has not answered since this start")
         with self.engine.connect() as conn:
             conn.execute(_PROBE).first()
 
@@ -228,6 +340,9 @@ class AuditLog:
         count and the row are one write: SQLite takes one writer at a time on the host, and
         PostgreSQL locks the agent for the transaction, so the limit is exact however many
         saves arrive at once."""
+        if not self._ensure_ready():
+            log.error("audit log unreachable since this start: save refused before CloudAgent")
+            raise AuditUnavailable("the audit database has not answered since this start")
         now = time.time()
         values = dict(
             started_at=now,
@@ -278,7 +393,8 @@ class AuditLog:
         latency_ms: float,
     ) -> None:
         """Complete the row. Never raises: CloudAgent has answered and the agent must hear it.
-        A refused write is logged with the whole row (ERROR) and retried in the background."""
+        A refused write is logged with the whole row (ERROR) and kept in the journal, on disk,
+        before this returns; maintain() applies it once the database answers."""
         values = dict(
             finished_at=time.time(),
             outcome=outcome,
@@ -290,13 +406,41 @@ class AuditLog:
         try:
             self._complete(entry_id, values)
         except (SQLAlchemyError, OSError) as error:
-            log.error(
-                "audit log unreachable (%s): row %s NOT completed yet, retrying; the row: %s",
-                short_error(error),
-                entry_id,
-                values,
-            )
-            self._retry_later(entry_id, values)
+            self._keep(entry_id, values, short_error(error))
+            return
+        if reason in ("saved_earlier", "saved_earlier_other"):
+            # This save learned what became of the agent's earlier one: write it down now.
+            try:
+                self.settle_unknown(after=entry_id)
+            except (SQLAlchemyError, OSError) as error:
+                log.warning("audit: earlier attempt not settled now (%s)", short_error(error))
+
+    def _keep(self, entry_id: int, values: dict[str, Any], why: str) -> None:
+        """A completion the database refused: into the journal, else this process's memory."""
+        if self.journal is not None:
+            try:
+                self.journal.add(entry_id, values)
+            except (sqlite3.Error, OSError) as error:
+                log.error("audit journal %s not writable: %s", self.journal.path, error)
+            else:
+                log.error(
+                    "audit log unreachable (%s): row %s NOT completed yet, kept in the journal "
+                    "%s until the database answers; the row: %s",
+                    why,
+                    entry_id,
+                    self.journal.path,
+                    values,
+                )
+                self.start_maintenance()  # this process replays it too, not only at restart
+                return
+        log.error(
+            "audit log unreachable (%s): row %s NOT completed yet, retrying from memory "
+            "(lost if this process ends first); the row: %s",
+            why,
+            entry_id,
+            values,
+        )
+        self._retry_later(entry_id, values)
 
     def _complete(self, entry_id: int, values: dict[str, Any]) -> None:
         params = {"entry_id": entry_id, **values}
@@ -332,16 +476,156 @@ class AuditLog:
                     return
 
     def pending(self) -> int:
-        """Completions still waiting for the database (tests, diagnostics)."""
+        """Completions still waiting for the database, journalled or in memory."""
         with self._pending_lock:
-            return len(self._pending)
+            waiting = len(self._pending)
+        return waiting + (self.journal.count() if self.journal is not None else 0)
+
+    # -- maintenance: the journal, rows a lost worker left open, unknown rows ----------------
+
+    def replay_journal(self) -> int:
+        """Apply the journalled completions of this database, each to its row if still open;
+        how many were applied. Stops at the first the database cannot take (still away); one
+        it refuses on its merits stays in the journal, logged, and the rest go on."""
+        if self.journal is None:
+            return 0
+        applied = 0
+        after = 0
+        while True:
+            entries = self.journal.entries(after=after)
+            for entry in entries:
+                after = entry.id
+                values = {k: v for k, v in entry.values.items() if k in _COMPLETION_KEYS}
+                if "finished_at" not in values or "outcome" not in values:
+                    log.error("audit journal entry %s unreadable, kept: %r", entry.id, entry)
+                    continue
+                params = {"entry_id": entry.entry_id, **values}
+                try:
+                    done = self._write(
+                        lambda conn, p=params: conn.execute(_COMPLETE_OPEN, p).rowcount
+                    )
+                except (OperationalError, PoolTimeout, OSError):
+                    raise  # the database is away: the next round tries again
+                except SQLAlchemyError as error:
+                    log.error(
+                        "audit row %s: its journalled completion refused (%s), kept: %s",
+                        entry.entry_id,
+                        short_error(error),
+                        entry.values,
+                    )
+                    continue
+                if done:
+                    applied += 1
+                    log.warning("audit row %s completed from the journal", entry.entry_id)
+                else:
+                    log.warning(
+                        "audit row %s already closed or gone: its journalled completion dropped",
+                        entry.entry_id,
+                    )
+                self.journal.remove(entry)
+            if len(entries) < 200:
+                return applied
+
+    def close_abandoned(self, older_than: float | None = None) -> int:
+        """Close as `unknown` (reason worker_lost) this instance's rows open for longer than
+        a save can take: their worker died mid-save. How many."""
+        if self.instance is None:
+            return 0
+        now = time.time()
+        before = now - (self.longest_save if older_than is None else older_than)
+        closed = int(
+            self._write(lambda conn: settle.close_abandoned(conn, self.instance, before, now))
+        )
+        if closed:
+            log.warning(
+                "audit: %d row(s) of instance %s left open by a lost worker closed as unknown "
+                "(worker_lost)",
+                closed,
+                self.instance,
+            )
+        return closed
+
+    def settle_unknown(self, *, after: int | None = None, since: float | None = None) -> int:
+        """Settle `unknown` rows from the next attempt on their call (webapp.audit.settle):
+        with `after`, those before that row on its call; else those started since `since`
+        (default: the last two days). How many."""
+        with self.engine.connect() as conn:
+            if after is not None:
+                call = conn.execute(_UCID_OF, {"entry_id": after}).first()
+                if call is None:
+                    return 0
+                found = [c for c in settle.candidates(conn, ucid=call.ucid) if c[0] < after]
+            else:
+                since = time.time() - SETTLE_WITHIN if since is None else since
+                found = settle.candidates(conn, since=since)
+        settled = 0
+        for entry_id, ucid, agent in found:
+            step = partial(
+                settle.settle_from_next_attempt,
+                entry_id=entry_id,
+                ucid=ucid,
+                agent=agent,
+                now=time.time(),
+            )
+            settled += bool(self._write(step))
+        if settled:
+            log.info("audit: %d unknown row(s) settled from later saves", settled)
+        return settled
+
+    def settle_from_summary(self, ucid: str, disposition: str) -> int:
+        """CloudAgent's call summary (its Callback URL, once the service takes it) says which
+        disposition the call ended with: every `unknown` row of the call is settled `applied`
+        if it sent that disposition, else `not_applied` (settled_by `call_summary`, over any
+        earlier settlement from a later save). How many rows were settled."""
+        now = time.time()
+        return int(
+            self._write(lambda conn: settle.settle_from_summary(conn, ucid, disposition, now))
+        )
+
+    def maintain(self) -> None:
+        """One round: apply journalled completions, close rows a lost worker left open,
+        settle unknown rows. Never raises: a database still away is tried next round."""
+        if not self._ensure_ready():
+            return
+        try:
+            self.replay_journal()
+            self.close_abandoned()
+            self.settle_unknown()
+        except (SQLAlchemyError, OSError, sqlite3.Error) as error:
+            log.warning("audit maintenance postponed: %s", short_error(error))
+
+    def start_maintenance(self, every: float = MAINTAIN_EVERY) -> None:
+        """maintain() now and every `every` seconds (every 2 s while completions wait), in a
+        thread of this process's own (gunicorn.conf.py starts one in each worker)."""
+
+        def run() -> None:
+            while not self._closed.is_set():
+                self.maintain()
+                waiting = self.journal is not None and self._journal_waits()
+                if self._closed.wait(2.0 if waiting or not self._ready else every):
+                    return
+
+        with self._pending_lock:
+            if self._maintainer is None and not self._closed.is_set():
+                self._maintainer = threading.Thread(
+                    target=run, name="audit-maintenance", daemon=True
+                )
+                self._maintainer.start()
+
+    def _journal_waits(self) -> bool:
+        try:
+            return bool(self.journal and self.journal.count())
+        except (sqlite3.Error, OSError):
+            return True
 
     def close(self) -> None:
-        """Stop retrying and close the database connections."""
+        """Stop retrying and maintaining, and close the database connections."""
         self._closed.set()
-        retrier = self._retrier
-        if retrier is not None:
-            retrier.join(timeout=10)
+        for thread in (self._retrier, self._maintainer):
+            if thread is not None:
+                thread.join(timeout=10)
+        if self.journal is not None:
+            self.journal.close()
         self.engine.dispose()
 
     def prune(self, cutoff: float, *, batch: int = PRUNE_BATCH, dry_run: bool = False) -> int:
@@ -401,9 +685,13 @@ class AuditLog:
         agent: str | None = None,
         ucid: str | None = None,
         limit: int | None = None,
+        unsettled: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Attempts, oldest first, filtered by start time, agent and ucid."""
+        """Attempts, oldest first, filtered by start time, agent and ucid; with `unsettled`,
+        only the rows still open or `unknown` with nothing learned since."""
         query = select(saves).order_by(saves.c.started_at, saves.c.id)
+        if unsettled:
+            query = query.where(settle.OPEN_OR_UNSETTLED)
         if since is not None:
             query = query.where(saves.c.started_at >= since)
         if until is not None:

@@ -63,10 +63,29 @@ saves = Table(
     Column("latency_ms", Float),
     Column("instance", String(64)),  # schema 2: which instance served the save
     Column("callback_time", String(16)),  # schema 3: callBackTime as sent, YYYY-MM-DD HH:MM
+    # Schema 4: what became of an `unknown` save, learned later (webapp.audit.settle).
+    Column("settled", String(32)),  # applied, likely_applied, not_applied, superseded
+    Column("settled_by", String(32)),  # the evidence: later_save, call_summary
+    Column("settled_at", Float),
     Index("ix_saves_ucid", "ucid"),
     Index("ix_saves_agent_started", "agent", "started_at"),
     Index("ix_saves_started", "started_at"),
     Index("ix_saves_agent_did_started", "agent", "did", "started_at"),  # schema 3: Recent
+    # Schema 4, partial: the few rows still open (the sweep of a killed worker's rows) and
+    # the unknown ones still unsettled, found without reading the whole trail.
+    Index(
+        "ix_saves_open",
+        "instance",
+        "started_at",
+        sqlite_where=text("finished_at IS NULL"),
+        postgresql_where=text("finished_at IS NULL"),
+    ),
+    Index(
+        "ix_saves_unsettled",
+        "started_at",
+        sqlite_where=text("outcome = 'unknown' AND settled IS NULL"),
+        postgresql_where=text("outcome = 'unknown' AND settled IS NULL"),
+    ),
 )
 
 COLUMNS = [column.name for column in saves.columns]
@@ -84,12 +103,22 @@ def _to_version_3(conn: Connection) -> None:
     next(i for i in saves.indexes if i.name == "ix_saves_agent_did_started").create(conn)
 
 
-SCHEMA_VERSION = 3
+def _to_version_4(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE saves ADD COLUMN settled VARCHAR(32)"))
+    conn.execute(text("ALTER TABLE saves ADD COLUMN settled_by VARCHAR(32)"))
+    conn.execute(text("ALTER TABLE saves ADD COLUMN settled_at FLOAT"))
+    for index in saves.indexes:
+        if index.name in ("ix_saves_open", "ix_saves_unsettled"):
+            index.create(conn)
+
+
+SCHEMA_VERSION = 4
 # MIGRATIONS[n] brings a schema at version n - 1 to version n, inside the start-up transaction.
 # A database made before versioning (a `saves` table, no version row) is version 1.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: lambda conn: conn.execute(text("ALTER TABLE saves ADD COLUMN instance VARCHAR(64)")),
     3: _to_version_3,
+    4: _to_version_4,
 }
 PG_LOCK_ID = 0x7769_6467_6175_6474  # pg_advisory_xact_lock key for start-up migrations
 
@@ -100,6 +129,11 @@ class SchemaError(ConfigError):
     prefixes with the variable to look at)."""
 
 
+class DatabaseUnreachable(SchemaError):
+    """The audit database did not answer within the wait. Fatal at an instance's first start
+    (a wrong URL); a worker restarted while the instance runs serves without it instead."""
+
+
 def short_error(error: Exception) -> str:
     """The first line of a database error: the driver's text, without the SQL statement."""
     return str(getattr(error, "orig", None) or error).strip().splitlines()[0][:300]
@@ -108,7 +142,10 @@ def short_error(error: Exception) -> str:
 def _migration_engine(url: str) -> Engine:
     """An engine for the start-up transaction. SQLite: real transactions (DDL included) that
     start with BEGIN IMMEDIATE, so processes starting together take turns."""
-    engine = create_engine(url, poolclass=NullPool)
+    options: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        options["connect_args"] = {"connect_timeout": 3}  # a host gone silent must not hang
+    engine = create_engine(url, poolclass=NullPool, **options)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -135,7 +172,7 @@ def prepare_schema(url: str, wait: float = 10.0) -> int:
         except OperationalError as error:
             if time.monotonic() >= deadline:
                 where = create_engine(url).url.render_as_string(hide_password=True)
-                raise SchemaError(
+                raise DatabaseUnreachable(
                     f"the audit database {where} cannot be used: {short_error(error)}"
                 ) from error
             log.warning("audit database not ready (%s), waiting", short_error(error))

@@ -27,6 +27,7 @@ from .outcomes import (
     refusal_outcome,
     set_outcome,
 )
+from .throttle import Throttled
 from .tokens import (
     MintBudgetExhausted,
     MintFailed,
@@ -138,6 +139,8 @@ class CloudAgentClient:
         self.account = f"{self.base_url}|{username}"
         self._token: Token | None = None  # this process's copy of the shared token
         self._blocked_until = 0.0  # a sign-in conflict seen by this process holds until then
+        # HTTP 5xx answers: a WARNING each, at most one a minute per action and status.
+        self.server_errors = Throttled(log)
 
     def __repr__(self) -> str:
         return f"CloudAgentClient({self.base_url!r}, username={self.username!r}, auth={self.auth})"
@@ -337,6 +340,17 @@ class CloudAgentClient:
             )
             raw = ""  # a fault like any other: no JSON body to read
         reply = parse_reply(response.status_code, raw)
+        if response.status_code >= 500:
+            # As loud as a timeout: a gateway's error page may follow a Set that went through.
+            self.server_errors.warning(
+                f"{action} {response.status_code}",
+                "cloudagent %s: answered HTTP %s after %.0f ms (%s)%s",
+                action,
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+                _described(reply),
+                ": the save's result is unknown" if action == "Set" else "",
+            )
         # DEBUG: the request's own log line already lists each call, its status and time.
         log.debug(
             "cloudagent %s: http=%s status=%r text=%r latency_ms=%.0f",

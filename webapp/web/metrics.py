@@ -202,6 +202,28 @@ class TokenGauges(Collector):
         )
 
 
+class AuditGauges(Collector):
+    """Read at scrape time from the instance's audit journal (one file its workers share)."""
+
+    def __init__(self, audit: Any) -> None:
+        self.audit = audit
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        journal = self.audit.journal
+        if journal is None:
+            return
+        try:
+            waiting = journal.count()
+        except Exception as error:  # a scrape still answers
+            log.warning("metrics: audit journal unreadable: %s", error)
+            return
+        yield GaugeMetricFamily(
+            "widget_audit_journal_entries",
+            "Audit completions waiting in this instance's journal for the database.",
+            value=waiting,
+        )
+
+
 def init_app(app: Flask, token: str) -> Metrics | None:
     """Count and serve metrics if `token` is set: the Metrics to hook into the client and
     stores, or None."""
@@ -226,6 +248,14 @@ def watch_tokens(app: Flask, client: CloudAgentClient) -> None:
             registry.register(app.extensions["metrics_tokens"])
 
 
+def watch_audit(app: Flask, audit: Any) -> None:
+    if "metrics" in app.extensions:
+        app.extensions["metrics_audit"] = AuditGauges(audit)
+        registry = app.extensions["metrics_registry"]
+        if registry is not None:
+            registry.register(app.extensions["metrics_audit"])
+
+
 def _count_request(response: Response) -> Response:
     if "log_fields" in g:
         current_app.extensions["metrics"].request_done(
@@ -244,6 +274,7 @@ def metrics() -> ResponseReturnValue:
     if registry is None:  # one registry per scrape, reading every worker's files
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        if "metrics_tokens" in current_app.extensions:
-            registry.register(current_app.extensions["metrics_tokens"])
+        for gauges in ("metrics_tokens", "metrics_audit"):
+            if gauges in current_app.extensions:
+                registry.register(current_app.extensions[gauges])
     return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
