@@ -152,7 +152,15 @@ class Sites:
         self.widget = f"http://widget.test:{port}"
         self.evil = f"http://evil.test:{port}"
         self.widget_app = create_app(
-            widget_env(simulator_server.url, data_dir, WIDGET_FRAME_ANCESTORS=self.crm)
+            # One widget serves the whole session, and its three agents save far more often
+            # than an agent can: the per-agent limit (tested in tests/web) must not decide
+            # a browser test's outcome on a fast machine.
+            widget_env(
+                simulator_server.url,
+                data_dir,
+                WIDGET_FRAME_ANCESTORS=self.crm,
+                WIDGET_SAVES_PER_MINUTE="600",
+            )
         )
         self.crm_app = host_app(self)
         self.evil_app = evil_app()
