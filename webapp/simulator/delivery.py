@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import queue
 import threading
 from collections import Counter, deque
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import requests
+
+log = logging.getLogger("webapp.simulator")
 
 Kind = Literal["call", "summary"]
 Encoding = Literal["json", "form"]  # form: one field `data` holding the JSON, as CloudAgent
@@ -142,11 +145,14 @@ class Deliverer:
             try:
                 delivery = self._queue.get(timeout=IDLE_TICK)
             except queue.Empty:
-                if self._on_idle is not None:
+                delivery = None
+            try:
+                if delivery is not None:
+                    self._deliver(delivery)
+                elif self._on_idle is not None:
                     self._on_idle()
-                continue
-            if delivery is not None:
-                self._deliver(delivery)
+            except Exception:  # a bug here must not silence every later delivery
+                log.exception("simulator: delivery worker")
 
     def _deliver(self, delivery: Delivery) -> None:
         for attempt in range(ATTEMPTS):
