@@ -113,3 +113,78 @@ def test_no_secret_shows_in_the_settings_repr_or_a_redacted_url():
     assert "S3cret" not in redact_url("redis://:S3cret@cache:6379/0")
     assert "S3cret" not in redact_url("unix:///run/redis.sock?db=0&password=S3cret")
     assert "S3cret" not in redact_url("postgresql+psycopg://u@db/w?password=S3cret")
+
+
+# -- CloudAgent's events (issue 20) ---------------------------------------------------------------
+
+EVENTS_TOKEN = "e" * 16 + "-_.~" + "E9" * 8
+
+
+def test_the_events_settings_are_off_by_default_outside_demo_mode():
+    settings = load_settings(LIVE)
+    assert settings.events_token == ""  # no receivers, nothing to subscribe
+    assert settings.events_api == "https://subscription.ozonetel.com"
+    assert settings.wrapup_seconds is None  # no wrap-up clock
+
+
+def test_the_events_settings_are_read():
+    settings = load_settings(
+        LIVE
+        | {
+            "WIDGET_EVENTS_TOKEN": EVENTS_TOKEN,
+            "WIDGET_CLOUDAGENT_EVENTS_API": "https://subscription.ccaas.ozonetel.com/",
+            "WIDGET_WRAPUP_SECONDS": "120",
+        }
+    )
+    assert settings.events_token == EVENTS_TOKEN
+    assert settings.events_api == "https://subscription.ccaas.ozonetel.com"
+    assert settings.wrapup_seconds == 120
+    assert load_settings(LIVE | {"WIDGET_WRAPUP_SECONDS": "0"}).wrapup_seconds == 0
+    assert EVENTS_TOKEN not in repr(settings)
+
+
+def test_demo_mode_subscribes_with_the_simulator_and_a_token_of_its_own(tmp_path):
+    first = load_settings({}, instance_path=str(tmp_path))
+    second = load_settings({}, instance_path=str(tmp_path))
+    assert len(first.events_token) >= 32 and first.events_token != second.events_token
+    assert first.events_api == first.cloudagent_url  # the simulator, wherever it was started
+
+
+def test_an_events_api_over_http_needs_allow_insecure():
+    url = {"WIDGET_CLOUDAGENT_EVENTS_API": "http://127.0.0.1:8001"}
+    with pytest.raises(ConfigError, match=r"^WIDGET_CLOUDAGENT_EVENTS_API: http://"):
+        load_settings(LIVE | url)
+    assert (
+        load_settings(LIVE | url | {"WIDGET_ALLOW_INSECURE": "1"}).events_api
+        == url["WIDGET_CLOUDAGENT_EVENTS_API"]
+    )
+
+
+@pytest.mark.parametrize(
+    "change, variable",
+    [
+        ({"WIDGET_EVENTS_TOKEN": "x" * 31}, "WIDGET_EVENTS_TOKEN"),
+        ({"WIDGET_EVENTS_TOKEN": "x" * 31 + "/"}, "WIDGET_EVENTS_TOKEN"),
+        ({"WIDGET_EVENTS_TOKEN": "x" * 31 + "?"}, "WIDGET_EVENTS_TOKEN"),
+        ({"WIDGET_EVENTS_TOKEN": "x" * 31 + " "}, "WIDGET_EVENTS_TOKEN"),
+        ({"WIDGET_EVENTS_TOKEN": "x" * 31 + "é"}, "WIDGET_EVENTS_TOKEN"),
+        (
+            {"WIDGET_CLOUDAGENT_EVENTS_API": "subscription.ozonetel.com"},
+            "WIDGET_CLOUDAGENT_EVENTS_API",
+        ),
+        ({"WIDGET_CLOUDAGENT_EVENTS_API": "https://h/?x=1"}, "WIDGET_CLOUDAGENT_EVENTS_API"),
+        ({"WIDGET_WRAPUP_SECONDS": "3601"}, "WIDGET_WRAPUP_SECONDS"),
+        ({"WIDGET_WRAPUP_SECONDS": "-1"}, "WIDGET_WRAPUP_SECONDS"),
+        ({"WIDGET_WRAPUP_SECONDS": "1.5"}, "WIDGET_WRAPUP_SECONDS"),
+        ({"WIDGET_WRAPUP_SECONDS": "two minutes"}, "WIDGET_WRAPUP_SECONDS"),
+    ],
+)
+def test_a_bad_events_setting_stops_start_up_naming_the_variable(change, variable):
+    with pytest.raises(ConfigError) as error:
+        load_settings(LIVE | change)
+    assert str(error.value).startswith(variable + ":") and "\n" not in str(error.value)
+
+
+def test_an_events_token_without_a_user_name_is_an_error_not_demo_mode():
+    with pytest.raises(ConfigError, match=r"^WIDGET_CLOUDAGENT_USERNAME: required, since"):
+        load_settings({"WIDGET_EVENTS_TOKEN": EVENTS_TOKEN})

@@ -16,6 +16,10 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 DEFAULT_CLOUDAGENT_URL = "https://in1-ccaas-api.ozonetel.com"
+# The Subscribe API (real-time call events) lives on a host of its own; the US one is
+# https://subscription.ccaas.ozonetel.com (docs/cloudagent.md, CloudAgent's events).
+DEFAULT_EVENTS_API = "https://subscription.ozonetel.com"
+EVENTS_TOKEN_MIN = 32
 DEFAULT_PAUSE_REASONS = ("Break", "Lunch", "Training", "Meeting", "Bio break")
 DEFAULT_TIMEZONE = "Asia/Kolkata"  # CloudAgent's home: its callBackTime is read there
 # Credentials of the built-in simulator's demo account (not secrets: they open nothing real).
@@ -30,6 +34,7 @@ PRODUCTION_ONLY = (
     "WIDGET_LAUNCH_SECRET",
     "WIDGET_REDIS_URL",
     "WIDGET_DATABASE_URL",
+    "WIDGET_EVENTS_TOKEN",
 )
 
 
@@ -77,10 +82,23 @@ class Settings:
     audit_retention_days: int = 400
     # Peers (load balancers, proxies) whose X-Request-ID is taken; empty: nobody's.
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # The secret path segment of the event receivers (/cloudagent/events/<token>/...);
+    # empty: no receivers, nothing to subscribe.
+    events_token: str = field(default="", repr=False)
+    # The Subscribe API's base URL (unused in demo mode: `events_api` is the simulator).
+    cloudagent_events_api: str = DEFAULT_EVENTS_API
+    # Seconds of wrap-up a CloudAgent Disconnect starts (the campaign's setting); None: no clock.
+    wrapup_seconds: int | None = None
 
     @property
     def frame_ancestors_header(self) -> str:
         return " ".join(self.frame_ancestors)
+
+    @property
+    def events_api(self) -> str:
+        """Where to subscribe: demo mode's simulator serves the Subscribe API beside the
+        others, so it is wherever cloudagent_url was pointed at start-up."""
+        return self.cloudagent_url if self.demo else self.cloudagent_events_api
 
 
 def _number(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
@@ -161,6 +179,38 @@ def _metrics_token(env: Mapping[str, str]) -> str:
         # It travels in an Authorization header: printable ASCII, no spaces.
         raise ConfigError("WIDGET_METRICS_TOKEN: letters, digits and punctuation only")
     return value
+
+
+def _events_token(env: Mapping[str, str], demo: bool) -> str:
+    value = env.get("WIDGET_EVENTS_TOKEN", "")
+    if not value:
+        # Demo mode only: a per-process token, like its other secrets.
+        return secrets.token_urlsafe(32) if demo else ""
+    if len(value) < EVENTS_TOKEN_MIN:
+        raise ConfigError(
+            f"WIDGET_EVENTS_TOKEN: too short, use at least {EVENTS_TOKEN_MIN} random characters"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9._~-]+", value):
+        # A segment of the URLs registered with CloudAgent: only characters no proxy or
+        # client escapes or mangles (RFC 3986's unreserved ones).
+        raise ConfigError(
+            "WIDGET_EVENTS_TOKEN: letters, digits, '-', '_', '.' and '~' only (it goes in a "
+            "URL path)"
+        )
+    return value
+
+
+def _events_api(env: Mapping[str, str], *, allow_http: bool) -> str:
+    url = env.get("WIDGET_CLOUDAGENT_EVENTS_API", "").strip() or DEFAULT_EVENTS_API
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ConfigError(f"WIDGET_CLOUDAGENT_EVENTS_API: not an http(s) base URL: {url!r}")
+    if parts.scheme == "http" and not allow_http:
+        raise ConfigError(
+            "WIDGET_CLOUDAGENT_EVENTS_API: http:// sends the account's API key unencrypted; "
+            "use https://, or set WIDGET_ALLOW_INSECURE=1"
+        )
+    return url.rstrip("/")
 
 
 def _whole_number(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
@@ -390,5 +440,12 @@ def load_settings(
         trusted_proxies=_networks(env, "WIDGET_TRUSTED_PROXIES"),
         audit_retention_days=_whole_number(
             env, "WIDGET_AUDIT_RETENTION_DAYS", 400, low=1, high=36500
+        ),
+        events_token=_events_token(env, demo),
+        cloudagent_events_api=_events_api(env, allow_http=demo or allow_insecure),
+        wrapup_seconds=(
+            _whole_number(env, "WIDGET_WRAPUP_SECONDS", 0, low=0, high=3600)
+            if env.get("WIDGET_WRAPUP_SECONDS", "").strip()
+            else None
         ),
     )

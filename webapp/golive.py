@@ -246,3 +246,7 @@ def check_command(did: str, agent: str, ucid: str) -> None:
     client: CloudAgentClient = current_app.extensions["cloudagent"]
     ok = run(settings, client, did, agent, ucid, click.echo)
     sys.exit(0 if ok else 1)
+
+
+# subscribe, subscriptions and unsubscribe join this group from their own module.
+from . import subscriptions_cli  # noqa: E402, F401

@@ -627,6 +627,8 @@ def test_control_calls(env: Env) -> None:
     call = resp.get_json()
     assert call == {
         "ucid": call["ucid"],
+        "monitorUCID": call["monitorUCID"],  # another id, as CloudAgent's events carry
+        "callerID": call["callerID"],
         "agentID": "agent1",
         "did": DID,
         "state": "live",

@@ -1,4 +1,4 @@
-"""Client for Ozonetel CloudAgent's Generate Token and Disposition APIs (no Flask here).
+"""Client for Ozonetel CloudAgent's Generate Token, Disposition and Subscribe APIs (no Flask).
 
 The names below are the library's public interface: the app imports nothing else from it
 (tests/cloudagent/test_exported_members.py holds both sides to that).
@@ -15,6 +15,13 @@ from .outcomes import (
     SAVED,
     UNAVAILABLE,
     Outcome,
+)
+from .subscriptions import (
+    SUBSCRIBE_PATH,
+    SUBSCRIPTIONS_LIST_PATH,
+    UNSUBSCRIBE_PATH,
+    SubscriptionAnswer,
+    SubscriptionsClient,
 )
 from .tokens import (
     MintBudgetExhausted,
@@ -36,7 +43,10 @@ __all__ = [
     "REJECTED",
     "RESULT_UNKNOWN",
     "SAVED",
+    "SUBSCRIBE_PATH",
+    "SUBSCRIPTIONS_LIST_PATH",
     "UNAVAILABLE",
+    "UNSUBSCRIBE_PATH",
     "CloudAgentClient",
     "DispositionCache",
     "DispositionList",
@@ -47,6 +57,8 @@ __all__ = [
     "RedisTokenStore",
     "SqliteTokenStore",
     "StoreUnavailable",
+    "SubscriptionAnswer",
+    "SubscriptionsClient",
     "Token",
     "TokenConflict",
     "TokenStore",

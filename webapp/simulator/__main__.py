@@ -7,6 +7,7 @@ import argparse
 from werkzeug.serving import run_simple
 
 from .app import create_app
+from .server import RequestHandler
 from .state import DEMO_API_KEY, DEMO_USERNAME, SUPPORT_DID, Simulator
 
 
@@ -22,9 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"CloudAgent simulator on http://{args.host}:{args.port}")
     print(f"  userName={DEMO_USERNAME}  apiKey={DEMO_API_KEY}  agents=agent1..agent3")
     print(f"  DIDs=914071327663, 918069000000, {SUPPORT_DID} (a long list)")
-    print("  control API under /sim/")
+    print("  Subscribe API under /events/, control API under /sim/")
     # Threaded so the latency setting delays requests without serialising them.
-    run_simple(args.host, args.port, create_app(sim), threaded=True)
+    run_simple(args.host, args.port, create_app(sim), threaded=True, request_handler=RequestHandler)
 
 
 if __name__ == "__main__":

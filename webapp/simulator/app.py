@@ -12,11 +12,14 @@ from collections.abc import Callable
 
 from flask import Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import Headers
 
-from . import api, faults
+from . import api, faults, subscribe
 from .control import control, current_simulator
 from .faults import Fault
 from .state import Simulator
+
+UNDERSCORE_HEADERS = "simulator.underscore_headers"  # set by server.RequestHandler
 
 
 def create_app(simulator: Simulator | None = None) -> Flask:
@@ -29,6 +32,13 @@ def create_app(simulator: Simulator | None = None) -> Flask:
         "/ca_apis/CAToken/generateToken", "generate_token", _generate_token, methods=["POST"]
     )
     app.add_url_rule("/ca_apis/DispositionAPIV2", "disposition", _disposition, methods=["POST"])
+    # The Subscribe API (another host at CloudAgent; here beside the others).
+    for path, handler, method in (
+        (subscribe.SUBSCRIBE_PATH, subscribe.subscribe, "POST"),
+        (subscribe.LIST_PATH, subscribe.list_subscriptions, "GET"),
+        (subscribe.UNSUBSCRIBE_PATH, subscribe.unsubscribe, "POST"),
+    ):
+        app.add_url_rule(path, handler.__name__, _subscription_view(handler), methods=[method])
     app.register_blueprint(control)
     return app
 
@@ -78,6 +88,21 @@ def _sleep(seconds: float) -> None:
     # Never called under the simulator's lock.
     if seconds > 0:
         time.sleep(seconds)
+
+
+def _subscription_view(handler: Callable[..., subscribe.Answer]) -> Callable[[], Response]:
+    def view() -> Response:
+        sim = current_simulator()
+        _sleep(sim.latency)
+        body = request.get_json(force=True, silent=True)
+        headers = Headers(request.headers)
+        # `api_key` as sent: werkzeug's server drops underscored names (see server.py).
+        for name, value in request.environ.get(UNDERSCORE_HEADERS, {}).items():
+            headers[name] = value
+        status, content_type, text = handler(sim, headers, body)
+        return Response(text, status=status, content_type=content_type)
+
+    return view
 
 
 def _generate_token() -> ResponseReturnValue:

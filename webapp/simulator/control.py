@@ -9,6 +9,12 @@ Faults make the next API answers misbehave (kinds and their effects: see `faults
   Each API request consumes at most one fault, the first added that matches it.
 - `GET /sim/faults` lists the faults still waiting; `DELETE /sim/faults` clears them (204).
 - `POST /sim/reset` clears them too; `GET /sim/stats` counts those served in `faults_served`.
+
+CloudAgent's events (see `events`): `POST /sim/callback-url` with JSON `{"url": "...",
+"encoding": "form"}` sets an account's Callback URL (`username` defaults to the demo account;
+`encoding` "form", a field `data` holding JSON, or "json", a JSON body; an empty url clears it),
+`GET /sim/callback-url?username=demo` reads it, and `GET /sim/deliveries` lists the last
+deliveries (call events and summaries), oldest first.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from .state import Call, Simulator
+from .state import DEMO_USERNAME, Call, Simulator
 
 control = Blueprint("simulator_control", __name__, url_prefix="/sim")
 
@@ -41,6 +47,8 @@ def call_json(call: Call) -> dict[str, Any]:
     shown = call.applied or call.pending
     return {
         "ucid": call.ucid,
+        "monitorUCID": call.monitor_ucid,
+        "callerID": call.caller_id,
         "agentID": call.agent_id,
         "did": call.did,
         "state": call.state,
@@ -77,8 +85,13 @@ def start_call() -> ResponseReturnValue:
     agent_id, did = data.get("agentID"), data.get("did")
     if not isinstance(agent_id, str) or not agent_id or not isinstance(did, str) or not did:
         raise ValueError("agentID and did are required")
-    ucid = data.get("ucid") or None
-    call = current_simulator().start_call(agent_id, did, str(ucid) if ucid is not None else None)
+    ucid, caller = data.get("ucid") or None, data.get("callerID") or None
+    call = current_simulator().start_call(
+        agent_id,
+        did,
+        str(ucid) if ucid is not None else None,
+        str(caller) if caller is not None else None,
+    )
     return jsonify(call_json(call)), 201
 
 
@@ -163,3 +176,36 @@ def set_latency() -> ResponseReturnValue:
         raise ValueError('expected JSON {"seconds": <number>}')
     current_simulator().set_latency(seconds)
     return jsonify(latency=current_simulator().latency)
+
+
+@control.post("/callback-url")
+def set_callback_url() -> ResponseReturnValue:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValueError('expected JSON {"url": "...", "encoding": "form" or "json"}')
+    url, encoding = data.get("url") or "", data.get("encoding", "form")
+    username = data.get("username", DEMO_USERNAME)
+    if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
+        raise ValueError("url must be an http(s) URL, or empty to clear it")
+    if encoding not in ("form", "json"):
+        raise ValueError("encoding must be 'form' (a field `data` holding JSON) or 'json'")
+    sim = current_simulator()
+    if sim.account(username) is None:
+        raise KeyError(f"unknown username {username}")
+    sim.events.set_callback_url(username, url, encoding)
+    return _callback_json(sim, username)
+
+
+@control.get("/callback-url")
+def get_callback_url() -> ResponseReturnValue:
+    return _callback_json(current_simulator(), request.args.get("username", DEMO_USERNAME))
+
+
+def _callback_json(sim: Simulator, username: str) -> ResponseReturnValue:
+    url, encoding = sim.events.callback_url(username)
+    return jsonify(username=username, url=url, encoding=encoding)
+
+
+@control.get("/deliveries")
+def deliveries() -> ResponseReturnValue:
+    return jsonify(current_simulator().events.deliverer.deliveries())

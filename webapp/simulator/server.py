@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .app import create_app
+from .app import UNDERSCORE_HEADERS, create_app
 from .state import Simulator
+
+
+class RequestHandler(WSGIRequestHandler):
+    """Werkzeug's handler, keeping the header names with an underscore that it drops (the
+    Subscribe API's `api_key`) in environ[UNDERSCORE_HEADERS], lower-cased."""
+
+    def make_environ(self) -> dict[str, Any]:
+        environ = super().make_environ()
+        environ[UNDERSCORE_HEADERS] = {
+            name.lower(): value for name, value in self.headers.items() if "_" in name
+        }
+        return environ
 
 
 class ServerThread:
@@ -35,13 +48,19 @@ class SimulatorServer(ServerThread):
         super().__init__(server)
         self.simulator = simulator
 
+    def stop(self) -> None:
+        super().stop()
+        self.simulator.close()  # its deliveries stop with the server
+
 
 def start_server(
     simulator: Simulator | None = None, host: str = "127.0.0.1", port: int = 0
 ) -> SimulatorServer:
     """Serve a simulator (a new demo one unless given) on a free loopback port, threaded."""
     simulator = simulator or Simulator()
-    server = make_server(host, port, create_app(simulator), threaded=True)
+    server = make_server(
+        host, port, create_app(simulator), threaded=True, request_handler=RequestHandler
+    )
     return SimulatorServer(simulator, server)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from .events import WRAPUP_EXCEEDED, EventHub
 from .faults import Fault, validate
 
 AuthMode = Literal["TOKEN_AUTH", "BASIC_AUTH"]
@@ -110,6 +111,11 @@ class Call:
     applied: DispositionRequest | None = None
     pending: DispositionRequest | None = None
     attempts: list[SetAttempt] = field(default_factory=list)
+    # What CloudAgent's events and summaries carry besides the above.
+    username: str = ""
+    monitor_ucid: str = ""
+    caller_id: str = ""
+    summarised: bool = False  # its summary went to the Callback URL (or there was none)
 
     @property
     def state(self) -> CallState:
@@ -160,6 +166,9 @@ class Simulator:
         self.latency = latency  # slept by the HTTP handlers, outside the lock
         self.lock = threading.Lock()
         self.accounts: dict[str, Account] = {}
+        # Subscriptions, the Callback URL and the deliveries; its worker also sweeps for
+        # wrap-ups that ran out (the call state is derived from the clock, with no timer).
+        self.events = EventHub(lambda: self.clock(), self.sweep)
         self._clear_runtime()
         if seed:
             self.seed_demo()
@@ -175,6 +184,7 @@ class Simulator:
         self._faults: list[Fault] = []  # first added first
         self._faults_served: Counter[str] = Counter()
         self._fault_id = 0
+        self._unfinished: set[str] = set()  # ucids in wrap-up with no disposition yet
 
     # --- configuration -------------------------------------------------------------------
 
@@ -221,9 +231,15 @@ class Simulator:
         self.latency = float(seconds)
 
     def reset(self) -> None:
-        """Forget tokens, calls, faults and counters; accounts and settings stay as configured."""
+        """Forget tokens, calls, faults and counters, subscriptions and Callback URLs (so no
+        test's receiver hears another's calls); accounts and settings stay as configured."""
         with self.lock:
             self._clear_runtime()
+        self.events.reset()
+
+    def close(self) -> None:
+        """Stop the delivery worker (what is still queued is not sent)."""
+        self.events.deliverer.stop()
 
     # --- faults (see faults.py) -----------------------------------------------------------
 
@@ -337,7 +353,9 @@ class Simulator:
 
     # --- calls -----------------------------------------------------------------------------
 
-    def start_call(self, agent_id: str, did: str, ucid: str | None = None) -> Call:
+    def start_call(
+        self, agent_id: str, did: str, ucid: str | None = None, caller_id: str | None = None
+    ) -> Call:
         with self.lock:
             owner = next((a for a in self.accounts.values() if agent_id in a.agents), None)
             if owner is None:
@@ -348,8 +366,11 @@ class Simulator:
                 ucid = self._new_ucid()
             elif ucid in self.calls:
                 raise ValueError(f"ucid {ucid} already exists")
-            call = Call(ucid, agent_id, did, self.clock(), self.clock)
+            call = Call(ucid, agent_id, did, self.clock(), self.clock, username=owner.username)
+            call.monitor_ucid = self._new_ucid()
+            call.caller_id = caller_id or f"9198{secrets.randbelow(10**8):08d}"
             self.calls[ucid] = call
+            self.events.call_changed(owner, call, "Calling", "Answered")
             return call
 
     def _new_ucid(self) -> str:
@@ -370,16 +391,42 @@ class Simulator:
         now = self.clock()
         call.hung_up_at = now
         call.wrapup_until = now + self.wrapup_seconds
+        self.events.call_changed(self.accounts[call.username], call, "Disconnect")
         if call.pending is not None:
             # CloudAgent applies a queued disposition the moment the call disconnects.
             call.applied, call.pending = call.pending, None
+            self._finished(call)
+        else:
+            self._unfinished.add(call.ucid)
 
     def expire_wrapup(self, ucid: str) -> Call:
         with self.lock:
             call = self._require_call(ucid)
             self._hang_up(call)
             call.wrapup_until = min(call.wrapup_until or 0.0, self.clock())
+            self._sweep()
             return call
+
+    def sweep(self) -> None:
+        """Send the summary of each call whose wrap-up has run out with no disposition."""
+        with self.lock:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        for ucid in [u for u in self._unfinished if self.calls[u].state == "closed"]:
+            self._finished(self.calls[ucid])
+
+    def _finished(self, call: Call) -> None:
+        """The call's disposition is final: its summary goes to the Callback URL, once."""
+        self._unfinished.discard(call.ucid)
+        if call.summarised:
+            return
+        call.summarised = True
+        if call.applied is not None:
+            disposition, comments = call.applied.disposition, call.applied.comments
+        else:
+            disposition, comments = WRAPUP_EXCEEDED.format(seconds=int(self.wrapup_seconds)), ""
+        self.events.call_finished(self.accounts[call.username], call, disposition, comments)
 
     def _require_call(self, ucid: str) -> Call:
         if ucid not in self.calls:
@@ -396,6 +443,7 @@ class Simulator:
             elif state == "wrapup" and not call.disposed:
                 call.applied = request
                 outcome = "saved"
+                self._finished(call)
             else:
                 outcome = "already_disposed"
             call.attempts.append(replace(attempt, at=self.clock(), outcome=outcome))
@@ -422,4 +470,4 @@ class Simulator:
                 "faults_served": dict(self._faults_served),
                 "latency": self.latency,
                 "wrapup_seconds": self.wrapup_seconds,
-            }
+            } | self.events.stats()
