@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import demo, i18n, panel, stores
+from . import demo, events, i18n, panel, stores
 from .audit.cli import audit as audit_command
 from .cloudagent import CloudAgentClient, make_session
 from .config import Settings, load_settings
@@ -86,6 +86,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     compression.init_app(app)
     app.register_blueprint(assets.bp)
     app.register_blueprint(health.bp)
+    events.init_app(app, settings)  # before the panel, which reads its calls' state
     panel.init_app(app, settings)
     if settings.demo:
         app.register_blueprint(demo.bp)

@@ -294,6 +294,14 @@ class AuditLog:
         with self.engine.begin() as conn:
             return write(conn)
 
+    def transaction(self, write: Callable[[Connection], Any]) -> Any:
+        """Run `write` in a committed transaction, as the trail's own writes are (SQLite: the
+        host's write lock, the process's group commit), once the schema is ready; raises
+        AuditUnavailable, or the database's error."""
+        if not self._ensure_ready():
+            raise AuditUnavailable("the audit database has not answered since this start")
+        return self._write(write)
+
     @property
     def ready(self) -> bool:
         """Whether the schema has been checked (at start, or since the database came back)."""

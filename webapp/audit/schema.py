@@ -1,4 +1,5 @@
-"""The audit log's schema: the `saves` table, its version, and the start-up migrations.
+"""The audit log's schema: the `saves` and `call_events` tables, the schema version, and the
+start-up migrations.
 
 The schema carries a version (table `schema_version`, row `audit`). At start-up the tables
 are created if missing and migrated step by step (MIGRATIONS) if older, under a lock (a
@@ -67,6 +68,9 @@ saves = Table(
     Column("settled", String(32)),  # applied, likely_applied, not_applied, superseded
     Column("settled_by", String(32)),  # the evidence: later_save, call_summary
     Column("settled_at", Float),
+    # Schema 5: what CloudAgent's call summary says the call ended with (webapp.events).
+    Column("confirmed_disposition", String(250)),
+    Column("confirmed_at", Float),
     Index("ix_saves_ucid", "ucid"),
     Index("ix_saves_agent_started", "agent", "started_at"),
     Index("ix_saves_started", "started_at"),
@@ -86,9 +90,42 @@ saves = Table(
         sqlite_where=text("outcome = 'unknown' AND settled IS NULL"),
         postgresql_where=text("outcome = 'unknown' AND settled IS NULL"),
     ),
+    # Schema 5, partial: saves that went through and CloudAgent has not confirmed yet
+    # (`audit unconfirmed`), found without reading the whole trail.
+    Index(
+        "ix_saves_unconfirmed",
+        "started_at",
+        sqlite_where=text("outcome IN ('queued', 'saved') AND confirmed_at IS NULL"),
+        postgresql_where=text("outcome IN ('queued', 'saved') AND confirmed_at IS NULL"),
+    ),
 )
 
 COLUMNS = [column.name for column in saves.columns]
+
+# Schema 5: what CloudAgent said about calls (webapp.events): its Disconnect (`ended`) and
+# its call summary (`confirmed`). The id only grows (SQLite AUTOINCREMENT never reuses one):
+# it is the order in which the service learned things, and a push channel's event id.
+call_events = Table(
+    "call_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ucid", String(64), nullable=False),
+    Column("monitor_ucid", String(64)),
+    Column("kind", String(16), nullable=False),  # ended, confirmed
+    Column("agent", String(64)),
+    Column("did", String(64)),
+    Column("disposition", String(250)),  # confirmed: what CloudAgent kept
+    Column("expected", String(250)),  # confirmed: the widget's latest queued or saved one
+    Column("result", String(16)),  # confirmed: match, mismatch, no_save
+    Column("happened_at", Float),  # CloudAgent's own time for it (event_time, EndTime)
+    Column("received_at", Float, nullable=False),
+    # Idempotence: one row per (ucid, kind, what it says); a delivery repeated is not stored.
+    Column("dedup", String(64), nullable=False, unique=True),
+    Index("ix_call_events_ucid", "ucid"),
+    Index("ix_call_events_monitor_ucid", "monitor_ucid"),
+    Index("ix_call_events_kind_received", "kind", "received_at"),
+    sqlite_autoincrement=True,
+)
 
 schema_version = Table(
     "schema_version",
@@ -112,13 +149,21 @@ def _to_version_4(conn: Connection) -> None:
             index.create(conn)
 
 
-SCHEMA_VERSION = 4
+def _to_version_5(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE saves ADD COLUMN confirmed_disposition VARCHAR(250)"))
+    conn.execute(text("ALTER TABLE saves ADD COLUMN confirmed_at FLOAT"))
+    next(i for i in saves.indexes if i.name == "ix_saves_unconfirmed").create(conn)
+    call_events.create(conn, checkfirst=True)
+
+
+SCHEMA_VERSION = 5
 # MIGRATIONS[n] brings a schema at version n - 1 to version n, inside the start-up transaction.
 # A database made before versioning (a `saves` table, no version row) is version 1.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: lambda conn: conn.execute(text("ALTER TABLE saves ADD COLUMN instance VARCHAR(64)")),
     3: _to_version_3,
     4: _to_version_4,
+    5: _to_version_5,
 }
 PG_LOCK_ID = 0x7769_6467_6175_6474  # pg_advisory_xact_lock key for start-up migrations
 
@@ -201,6 +246,7 @@ def _prepare_schema(url: str) -> int:
                 )
             if not had_saves:
                 saves.create(conn)  # at the current version: nothing to migrate
+                call_events.create(conn, checkfirst=True)
             else:
                 for version in range(found + 1, SCHEMA_VERSION + 1):
                     MIGRATIONS[version](conn)

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .. import i18n
 from ..i18n import gettext as _
+from .logs import logged_path
 
 log = logging.getLogger("webapp")
 
@@ -85,7 +86,7 @@ def _answer(error: HTTPException) -> ResponseReturnValue:
 
 
 def _crash(error: Exception) -> ResponseReturnValue:
-    log.exception("unhandled error on %s %s", request.method, request.path)
+    log.exception("unhandled error on %s %s", request.method, logged_path(request.path))
     return _answer(InternalServerError())
 
 

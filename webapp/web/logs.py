@@ -21,6 +21,17 @@ from ..config import IPNetwork
 log = logging.getLogger("webapp.request")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+# The event receivers' path holds a secret (WIDGET_EVENTS_TOKEN): logged masked, whatever
+# follows it, and whether or not the token was right.
+EVENTS_PREFIX = "/cloudagent/events/"
+_EVENTS_TOKEN = re.compile(r"^/cloudagent/events/[^/]*")
+
+
+def logged_path(path: str) -> str:
+    """The request's path as logged: the event receivers' token masked."""
+    if path.startswith(EVENTS_PREFIX):
+        return _EVENTS_TOKEN.sub("/cloudagent/events/****", path, count=1)
+    return path
 
 
 class JsonFormatter(logging.Formatter):
@@ -134,7 +145,7 @@ def _finish(response: Response) -> Response:
     response.headers["X-Request-ID"] = g.request_id
     fields = {
         "method": request.method,
-        "path": request.path,  # never the query: launch links carry a signature
+        "path": logged_path(request.path),  # never the query: launch links carry a signature
         "status": response.status_code,
         "duration_ms": round((time.perf_counter() - g.started) * 1000, 1),
         **g.log_fields,

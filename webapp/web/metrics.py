@@ -49,6 +49,20 @@ REFUSAL_REASONS = ("context", "expired", "csrf", "too_large", "bad_request")
 PANEL_POSTS = ("panel.save", "panel.reload_form")
 CACHE_RESULTS = ("hit", "miss", "stale", "error")
 ACTIONS = {"get": "get", "Set": "set", "generateToken": "token"}
+# What CloudAgent posts to the receivers, and what became of it (webapp.events.receivers).
+EVENT_KINDS = ("call", "summary")
+EVENT_RESULTS = (
+    "accepted",
+    "duplicate",
+    "stale",
+    "ignored",
+    "malformed",
+    "refused",
+    "too_large",
+    "rate_limited",
+    "unavailable",
+)
+CONFIRMATIONS = ("match", "mismatch", "no_save")
 UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 60.0)
 AUDIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -106,7 +120,23 @@ class Metrics:
         self.rate_limited = counter(
             "widget_rate_limited", "Saves refused by the per-agent save limit (HTTP 429)."
         )
+        self.cloudagent_events = counter(
+            "widget_cloudagent_events",
+            "Call events and call summaries CloudAgent posted, by kind and what became of them.",
+            ("kind", "result"),
+        )
+        self.confirmations = counter(
+            "widget_confirmations",
+            "Call summaries kept, against the widget's latest queued or saved disposition for "
+            "the call: match, mismatch (CloudAgent kept another), no_save (the widget saved none).",
+            ("result",),
+        )
         # Zeros from the start, so rate() and absent() behave before the first event.
+        for kind in EVENT_KINDS:
+            for result in EVENT_RESULTS:
+                self.cloudagent_events.labels(kind, result)
+        for result in CONFIRMATIONS:
+            self.confirmations.labels(result)
         for outcome in SAVE_OUTCOMES:
             self.saves.labels(outcome)
         for reason in REFUSAL_REASONS:
@@ -131,6 +161,12 @@ class Metrics:
 
     def token_conflict(self) -> None:
         self.conflicts.inc()
+
+    def cloudagent_event(self, kind: str, result: str) -> None:
+        self.cloudagent_events.labels(kind, result).inc()
+
+    def confirmation(self, result: str) -> None:
+        self.confirmations.labels(result).inc()
 
     def cache_result(self, result: str) -> None:
         self.cache.labels(result).inc()
