@@ -1,7 +1,8 @@
 // The panel's small behaviours: pause reason only while pausing, the comments counter,
 // searching a long list, the callback time, keyboard shortcuts, field error marks, and the
 // messages to and from the host page (docs/embedding.md): ready, resize and each outcome
-// out; the end of the call (a wrap-up countdown) and a prefill in.
+// out; the end of the call (a wrap-up countdown) and a prefill in; and what CloudAgent said
+// about the call (its end, the disposition it kept), shown and passed on to the host.
 (function () {
   "use strict";
   const MESSAGE_TYPE = "cloudagent-disposition";
@@ -402,8 +403,12 @@
       start(seconds) {
         const { box, note } = parts();
         if (!box) return;
+        // One clock, whoever says the call ended (CloudAgent, the host page, both): the
+        // earlier deadline stands.
+        const next = performance.now() + seconds * 1000;
+        if (deadline !== null && next >= deadline) return;
         clearInterval(timer);
-        deadline = performance.now() + seconds * 1000;
+        deadline = next;
         warned = false;
         note.textContent = "";
         box.classList.remove("wrapup--over");
@@ -417,10 +422,83 @@
         const { box } = parts();
         clearInterval(timer);
         timer = null;
+        deadline = null;
         if (box) box.hidden = true;
       },
     };
   })();
+
+  // -- what CloudAgent said about the call (webapp/panel/callstate.py) ---------------------
+
+  const told = { ended: false, confirmed: null }; // what the host has heard, once each
+
+  function applyCallState(state) {
+    // From the page when the panel opens (data-call-state), and from a push message later:
+    // {ucid, ended, wrapupLeft, confirmed: {disposition, matches, auto} | null}.
+    if (!state || typeof state !== "object" || !state.ended) return;
+    const ucid = state.ucid || null;
+    const line = document.getElementById("call-ended");
+    if (line) line.hidden = false;
+    if (!state.confirmed && Number.isInteger(state.wrapupLeft) && state.wrapupLeft >= 0) {
+      wrapup.start(state.wrapupLeft);
+    }
+    if (!told.ended) {
+      told.ended = true;
+      post({ type: MESSAGE_TYPE, version: 1, event: "call-ended", ucid, source: "cloudagent" });
+    }
+    const confirmed = state.confirmed;
+    if (confirmed && typeof confirmed.disposition === "string" && told.confirmed !== confirmed.disposition) {
+      told.confirmed = confirmed.disposition;
+      showConfirmed(confirmed);
+      post({
+        type: MESSAGE_TYPE,
+        version: 1,
+        event: "confirmed",
+        ucid,
+        disposition: confirmed.disposition,
+        matches: confirmed.matches === true,
+      });
+    }
+  }
+
+  function confirmedText(confirmed) {
+    const values = { disposition: confirmed.disposition };
+    if (confirmed.auto && confirmed.matches === false) {
+      return _("CloudAgent recorded its automatic disposition “%(disposition)s” when wrap-up " +
+        "time ran out, not what you saved.", values);
+    }
+    if (confirmed.auto) {
+      return _("CloudAgent recorded its automatic disposition “%(disposition)s”: wrap-up time " +
+        "ran out.", values);
+    }
+    if (confirmed.matches === true) return _("CloudAgent recorded “%(disposition)s”, as you saved it.", values);
+    if (confirmed.matches === false) return _("CloudAgent recorded “%(disposition)s”, not what you saved.", values);
+    return _("CloudAgent recorded “%(disposition)s”.", values);
+  }
+
+  function showConfirmed(confirmed) {
+    // In the status region, beside any outcome: the disposition is final, the clock stops.
+    wrapup.settled("saved");
+    const status = document.getElementById("status");
+    if (!status) return;
+    const p = document.createElement("p");
+    p.className = "confirmed" + (confirmed.matches === true ? "" : " confirmed--other");
+    p.dataset.confirmed = confirmed.disposition;
+    p.textContent = confirmedText(confirmed);
+    const old = status.querySelector("[data-confirmed]");
+    if (old) old.replaceWith(p);
+    else status.append(p);
+  }
+
+  function pageCallState() {
+    const main = document.querySelector("[data-call-state]");
+    if (!main) return null;
+    try {
+      return JSON.parse(main.dataset.callState);
+    } catch (error) {
+      return null;
+    }
+  }
 
   // -- a prefill from the host page ------------------------------------------------------
 
@@ -648,8 +726,10 @@
   document.addEventListener("DOMContentLoaded", () => {
     // htmx (loaded first) has processed the page by now: the form is ready to save.
     const form = document.getElementById("panel-form");
-    if (form) wire(form);
-    else if (document.body.dataset.refused) refused(document.body.dataset.refused);
+    if (form) {
+      wire(form);
+      applyCallState(pageCallState()); // after "ready": the host hears the panel first
+    } else if (document.body.dataset.refused) refused(document.body.dataset.refused);
     watchHeight();
     performance.mark("panel-ready");
   });

@@ -6,6 +6,8 @@
 - callbacks.py: which dispositions need a callback time, and reading and writing it;
 - recent.py: the agent's recent dispositions on a DID, from the audit trail, cached;
 - texts.py: the texts panel.js writes itself, in the panel's language;
+- callstate.py: what CloudAgent said about the call (its end, the disposition it kept), for
+  the page;
 - views.py: the blueprint: open, reload the form, save (audit row, CloudAgent, outcome).
 """
 

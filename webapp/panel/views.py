@@ -29,7 +29,7 @@ from ..i18n import gettext as in_agents_language  # a text marked where it was m
 from ..web.errors import error_page
 from ..web.headers import policy_allowing_style
 from ..web.logs import annotate
-from . import context
+from . import callstate, context
 from .callbacks import UPSTREAM_FORMAT, CallbackRule
 from .forms import DispositionForm, csrf_matches, csrf_token_for
 from .launch import Launch, LaunchError, verify
@@ -140,7 +140,15 @@ def launch() -> ResponseReturnValue:
         log.warning("launch: language %r not available, using %s", asked, language)
     i18n.use(language)
     token = context.issue(call, settings.secret_key, language)
-    response = make_response(_render_form(call, token, "panel.html", theme=theme, accent=accent))
+    page = _render_form(
+        call,
+        token,
+        "panel.html",
+        theme=theme,
+        accent=accent,
+        call_state=callstate.for_page(call.ucid),
+    )
+    response = make_response(page)
     if accent is not None:
         response.headers["Content-Security-Policy"] = policy_allowing_style(accent.csp_source)
     return response
