@@ -21,6 +21,7 @@ from webapp.simulator import ServerThread, Simulator, SimulatorServer, start_ser
 EMBEDDING_GUIDE = (ROOT / "docs" / "embedding.md").read_text(encoding="utf-8")
 CHROMIUM = os.environ.get("WIDGET_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+EVENTS_TOKEN = "events-token-for-browser-tests-0123456789"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -160,6 +161,10 @@ class Sites:
                 data_dir,
                 WIDGET_FRAME_ANCESTORS=self.crm,
                 WIDGET_SAVES_PER_MINUTE="600",
+                # CloudAgent's events (tests/browser/test_events_browser.py posts them to the
+                # receivers): only panels of calls with a stored event see any difference.
+                WIDGET_EVENTS_TOKEN=EVENTS_TOKEN,
+                WIDGET_WRAPUP_SECONDS="120",
             )
         )
         self.crm_app = host_app(self)
@@ -181,6 +186,19 @@ def sites(tmp_path_factory):
     yield sites
     sites.running.stop()
     upstream.stop()
+
+
+@pytest.fixture
+def cloudagent_says(sites):
+    """CloudAgent posting to the widget's receivers: ("call" | "summary", payload) -> answer."""
+    web = sites.widget_app.test_client()
+
+    def post(kind, payload):
+        answer = web.post(f"/cloudagent/events/{EVENTS_TOKEN}/{kind}", json=payload)
+        assert answer.status_code == 200 and answer.json["result"] == "accepted", answer.json
+        return answer
+
+    return post
 
 
 @pytest.fixture

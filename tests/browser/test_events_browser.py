@@ -1,0 +1,107 @@
+"""What CloudAgent said, in a real browser, across sites: a panel opened after its Disconnect
+says the call ended, runs the wrap-up clock and tells the host `call-ended` (source
+cloudagent) once, and a `call-ended` from the host then keeps one clock; a panel opened after
+its call summary shows what CloudAgent recorded and tells the host `confirmed`.
+
+The events are posted to the widget's receivers as CloudAgent would (tests/events has the
+simulator delivering them); each test has calls of its own."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.helpers import DID, choose, open_call, outcome, received
+
+pytestmark = pytest.mark.browser
+
+WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
+TIMER = re.compile(r"^Wrap-up time left")
+
+
+def disconnect(ucid):
+    return {
+        "eventType": "Call", "username": "demo", "action": "Disconnect", "ucid": ucid,
+        "monitor_ucid": "", "agent_id": "agent1", "did": DID,
+        "event_time": "2026-12-03 10:35:54",
+    }  # fmt: skip
+
+
+def call_summary(ucid, disposition):
+    return {
+        "UCID": ucid, "AgentID": "agent1", "Did": DID, "Disposition": disposition,
+        "EndTime": "2026-12-03 10:36:30", "UserName": "demo", "Apikey": "demo-api-key",
+    }  # fmt: skip
+
+
+def host_says(page, event, **fields):
+    message = {"type": "cloudagent-disposition-host", "version": 1, "event": event} | fields
+    page.evaluate(
+        """([message, origin]) =>
+            document.getElementById("widget").contentWindow.postMessage(message, origin)""",
+        [message, page.evaluate("new URL(document.getElementById('widget').src).origin")],
+    )
+
+
+def seconds_left(timer):
+    minutes, seconds = timer.inner_text().rsplit(" ", 1)[-1].split(":")
+    return int(minutes) * 60 + int(seconds)
+
+
+def test_a_panel_opened_after_the_disconnect_runs_the_clock_and_tells_the_host(
+    page, sites, simulator, cloudagent_says
+):
+    call = simulator.start_call("agent1", DID)
+    simulator.hang_up(call.ucid)
+    cloudagent_says("call", disconnect(call.ucid))
+    frame = open_call(page, sites, call.ucid)
+    expect(frame.get_by_text("CloudAgent says this call has ended.")).to_be_visible(timeout=WAIT)
+    timer = frame.get_by_role("timer", name=TIMER)
+    expect(timer).to_be_visible(timeout=WAIT)
+    assert 0 < seconds_left(frame.locator("#wrapup-time")) <= 120
+    (ended,) = received(page, 1, "call-ended")
+    assert ended["data"] == {
+        "type": "cloudagent-disposition", "version": 1, "event": "call-ended",
+        "ucid": call.ucid, "source": "cloudagent",
+    }  # fmt: skip
+    host_says(page, "call-ended", wrapupSeconds=3600)  # later than CloudAgent's: one clock
+    page.wait_for_timeout(300)
+    assert seconds_left(frame.locator("#wrapup-time")) <= 120
+    assert frame.get_by_role("timer").count() == 1
+    choose(frame, "Sale closed")
+    frame.get_by_role("button", name="Save disposition").click()
+    assert outcome(frame)[0] == "saved"
+    expect(timer).to_be_hidden()
+    assert len(received(page, 1, "call-ended")) == 1  # told once
+    assert not page.errors
+
+
+@pytest.mark.parametrize(
+    "saved, kept, words, matches",
+    [
+        ("Interested", "Interested", "CloudAgent recorded “Interested”, as you saved it.", True),
+        ("Interested", "Not interested", "not what you saved", False),
+        (None, "Wrap up time exceeded :120", "its automatic disposition", False),
+    ],
+)
+def test_a_panel_opened_after_the_summary_shows_what_cloudagent_recorded(
+    page, sites, simulator, cloudagent_says, saved, kept, words, matches
+):
+    call = simulator.start_call("agent1", DID)
+    if saved:
+        frame = open_call(page, sites, call.ucid)
+        choose(frame, saved)
+        frame.get_by_role("button", name="Save disposition").click()
+        assert outcome(frame)[0] == "queued"
+    cloudagent_says("call", disconnect(call.ucid))
+    cloudagent_says("summary", call_summary(call.ucid, kept))
+    frame = open_call(page, sites, call.ucid)
+    shown = frame.get_by_role("status").locator(f'[data-confirmed="{kept}"]')
+    expect(shown).to_contain_text(words, timeout=WAIT)
+    expect(frame.get_by_role("timer", name=TIMER)).to_be_hidden()  # final: no clock
+    (confirmed,) = received(page, 1, "confirmed")
+    assert confirmed["data"] == {
+        "type": "cloudagent-disposition", "version": 1, "event": "confirmed",
+        "ucid": call.ucid, "disposition": kept, "matches": matches,
+    }  # fmt: skip
+    assert not page.errors
