@@ -78,15 +78,18 @@
   }
 
   function finish(outcome) {
-    // CloudAgent takes nothing more for this call: the form gives way to the outcome's
-    // summary, and Save can no longer be pressed (the fieldset disables it: htmx re-enables
-    // the button itself when its request ends).
+    finishPanel(outcome.dataset.recordedDisposition, outcome);
+  }
+
+  function finishPanel(recorded, shown) {
+    // CloudAgent takes nothing more for this call: the form gives way to what it holds (the
+    // outcome's summary, or CloudAgent's own word), and Save can no longer be pressed (the
+    // fieldset disables it: htmx re-enables the button itself when its request ends).
     const form = document.getElementById("panel-form");
     if (!form) return;
     const set = form.querySelector("#panel-set");
     const fields = form.querySelector("#form-fields");
     const select = form.querySelector("#disposition");
-    const recorded = outcome.dataset.recordedDisposition;
     if (select && recorded) {
       if (current && current.finder) current.finder.clear(); // every option back in the list
       const option = Array.from(select.options).find((o) => o.value === recorded);
@@ -98,12 +101,14 @@
     const hint = form.querySelector("#shortcuts");
     if (hint) hint.hidden = true;
     if (set) set.disabled = true;
-    if (within || document.activeElement === document.body) {
-      // Focus was on what just went away: put it on the outcome, which says what happened.
-      outcome.tabIndex = -1;
-      outcome.focus({ preventScroll: true });
+    if (within) {
+      // Focus was on what just went away: put it on what says what happened (never taken
+      // from elsewhere: a panel that opens finished leaves the CRM page's focus alone).
+      shown.tabIndex = -1;
+      shown.focus({ preventScroll: true });
     }
   }
+
 
   function markErrors(form) {
     for (const name of ERROR_FIELDS) {
@@ -488,6 +493,7 @@
     const old = status.querySelector("[data-confirmed]");
     if (old) old.replaceWith(p);
     else status.append(p);
+    finishPanel(confirmed.disposition, p); // CloudAgent has closed the call: nothing to save
   }
 
   function pageCallState() {

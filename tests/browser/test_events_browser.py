@@ -49,7 +49,7 @@ def seconds_left(timer):
 
 
 def test_a_panel_opened_after_the_disconnect_runs_the_clock_and_tells_the_host(
-    page, sites, simulator, cloudagent_says
+    page, sites, simulator, cloudagent_says, shoot
 ):
     call = simulator.start_call("agent1", DID)
     simulator.hang_up(call.ucid)
@@ -59,6 +59,7 @@ def test_a_panel_opened_after_the_disconnect_runs_the_clock_and_tells_the_host(
     timer = frame.get_by_role("timer", name=TIMER)
     expect(timer).to_be_visible(timeout=WAIT)
     assert 0 < seconds_left(frame.locator("#wrapup-time")) <= 120
+    shoot(page.locator("#widget"), "panel-360-cloudagent-ended")
     (ended,) = received(page, 1, "call-ended")
     assert ended["data"] == {
         "type": "cloudagent-disposition", "version": 1, "event": "call-ended",
@@ -85,7 +86,7 @@ def test_a_panel_opened_after_the_disconnect_runs_the_clock_and_tells_the_host(
     ],
 )
 def test_a_panel_opened_after_the_summary_shows_what_cloudagent_recorded(
-    page, sites, simulator, cloudagent_says, saved, kept, words, matches
+    page, sites, simulator, cloudagent_says, shoot, saved, kept, words, matches
 ):
     call = simulator.start_call("agent1", DID)
     if saved:
@@ -98,7 +99,11 @@ def test_a_panel_opened_after_the_summary_shows_what_cloudagent_recorded(
     frame = open_call(page, sites, call.ucid)
     shown = frame.get_by_role("status").locator(f'[data-confirmed="{kept}"]')
     expect(shown).to_contain_text(words, timeout=WAIT)
+    shoot(page.locator("#widget"), f"panel-360-cloudagent-confirmed-{matches}-{bool(saved)}")
     expect(frame.get_by_role("timer", name=TIMER)).to_be_hidden()  # final: no clock
+    # CloudAgent has closed the call: the panel looks finished, as after "saved".
+    expect(frame.get_by_role("button", name="Save disposition")).to_be_disabled()
+    expect(frame.get_by_label("Disposition", exact=True)).to_be_hidden()
     (confirmed,) = received(page, 1, "confirmed")
     assert confirmed["data"] == {
         "type": "cloudagent-disposition", "version": 1, "event": "confirmed",
