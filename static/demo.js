@@ -43,6 +43,9 @@
         if (ucid) show(await (await fetch("/demo/calls/" + ucid)).json());
       },
       onError: (data) => logEvent({ event: "error", ...data }),
+      // What CloudAgent itself said (its events reach the widget, not this page).
+      onCallEnded: logEvent,
+      onConfirmed: logEvent,
     });
     document.getElementById("hangup").addEventListener("click", async () => {
       const call = await post("/demo/calls/" + ucid + "/hangup");

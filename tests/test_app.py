@@ -102,3 +102,17 @@ def test_the_demo_page_reuses_its_call_and_new_calls_are_capped_per_minute(tmp_p
         assert web.get("/demo", base_url="http://localhost:8123").status_code == 200
     assert len(simulator.list_calls()) == limit + 1
     assert limit == demo.CALLS_PER_MINUTE
+
+
+def test_the_demo_subscribes_the_simulator_to_its_own_receivers(tmp_path):
+    """As an operator does with `flask cloudagent subscribe` and the Callback URL setting."""
+    app = create_app({"WIDGET_DATA_DIR": str(tmp_path)})
+    events = app.extensions["simulator"].events
+    assert events.subscription("demo") is None  # the widget's address is not known yet
+    web = app.test_client()
+    assert web.get("/demo", base_url="http://localhost:8123").status_code == 200
+    token = app.config["WIDGET"].events_token
+    receivers = f"http://127.0.0.1:8123/cloudagent/events/{token}"
+    assert len(token) >= 32
+    assert events.subscription("demo").call_events_url == f"{receivers}/call"
+    assert events.callback_url("demo")[0] == f"{receivers}/summary"

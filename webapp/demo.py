@@ -78,6 +78,20 @@ def _page_call() -> Call:
     return calls[-1]
 
 
+def _subscribe_to_ourselves() -> None:
+    """Demo mode plays the account's administrator too: the simulator sends its call events
+    and call summaries to this widget's own receivers, as `flask cloudagent subscribe` and the
+    account's Callback URL setting do for a real account. Done when the demo page is first
+    served: only then is the widget's address known (whatever port gunicorn was given)."""
+    settings = current_app.config["WIDGET"]
+    events = _simulator().events
+    if not settings.events_token or events.subscription(settings.cloudagent_username):
+        return
+    base = f"{widget_origin()}/cloudagent/events/{settings.events_token}"
+    events.subscribe(settings.cloudagent_username, f"{base}/call", "")
+    events.set_callback_url(settings.cloudagent_username, f"{base}/summary")
+
+
 def _languages() -> dict[str, str]:
     """The widget's languages, each named in itself (English, हिन्दी)."""
     return {code: Locale.parse(code).display_name or code for code in i18n.languages()}
@@ -139,6 +153,7 @@ def page() -> ResponseReturnValue:
         # Keep the demo cross-site: the page on localhost, the widget on 127.0.0.1.
         return redirect(f"http://localhost:{_port()}/demo")
     i18n.use("en")  # the demo CRM page is English, whatever the browser prefers
+    _subscribe_to_ourselves()
     call = _page_call()
     response = current_app.make_response(
         render_template(
