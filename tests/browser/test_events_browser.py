@@ -11,7 +11,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers import DID, choose, open_call, outcome, received
+from tests.helpers import (
+    DID,
+    assert_accessible_and_narrow,
+    choose,
+    open_call,
+    outcome,
+    received,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -59,7 +66,7 @@ def test_a_panel_opened_after_the_disconnect_runs_the_clock_and_tells_the_host(
     timer = frame.get_by_role("timer", name=TIMER)
     expect(timer).to_be_visible(timeout=WAIT)
     assert 0 < seconds_left(frame.locator("#wrapup-time")) <= 120
-    shoot(page.locator("#widget"), "panel-360-cloudagent-ended")
+    assert_accessible_and_narrow(page.locator("#widget"), 360, shoot, "panel-360-cloudagent-ended")
     (ended,) = received(page, 1, "call-ended")
     assert ended["data"] == {
         "type": "cloudagent-disposition", "version": 1, "event": "call-ended",
@@ -99,7 +106,8 @@ def test_a_panel_opened_after_the_summary_shows_what_cloudagent_recorded(
     frame = open_call(page, sites, call.ucid)
     shown = frame.get_by_role("status").locator(f'[data-confirmed="{kept}"]')
     expect(shown).to_contain_text(words, timeout=WAIT)
-    shoot(page.locator("#widget"), f"panel-360-cloudagent-confirmed-{matches}-{bool(saved)}")
+    name = f"panel-360-cloudagent-confirmed-{'match' if matches else 'other'}-{bool(saved)}"
+    assert_accessible_and_narrow(page.locator("#widget"), 360, shoot, name)
     expect(frame.get_by_role("timer", name=TIMER)).to_be_hidden()  # final: no clock
     # CloudAgent has closed the call: the panel looks finished, as after "saved".
     expect(frame.get_by_role("button", name="Save disposition")).to_be_disabled()
