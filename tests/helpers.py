@@ -412,6 +412,16 @@ def open_call(page, sites, ucid: str, **query: str):
     return frame
 
 
+def host_says(page, event: str, **fields) -> None:
+    """The CRM page posts to the widget's frame, as the guide shows, to the widget's origin."""
+    message = {"type": "cloudagent-disposition-host", "version": 1, "event": event} | fields
+    page.evaluate(
+        """([message, origin]) =>
+            document.getElementById("widget").contentWindow.postMessage(message, origin)""",
+        [message, page.evaluate("new URL(document.getElementById('widget').src).origin")],
+    )
+
+
 def outcome(frame) -> tuple[str, str]:
     """The outcome shown in the panel's status region: its kind and its text."""
     element = frame.get_by_role("status").locator("[data-outcome]")

@@ -15,6 +15,7 @@ from tests.helpers import (
     DID,
     assert_accessible_and_narrow,
     choose,
+    host_says,
     open_call,
     outcome,
     received,
@@ -39,15 +40,6 @@ def call_summary(ucid, disposition):
         "UCID": ucid, "AgentID": "agent1", "Did": DID, "Disposition": disposition,
         "EndTime": "2026-12-03 10:36:30", "UserName": "demo", "Apikey": "demo-api-key",
     }  # fmt: skip
-
-
-def host_says(page, event, **fields):
-    message = {"type": "cloudagent-disposition-host", "version": 1, "event": event} | fields
-    page.evaluate(
-        """([message, origin]) =>
-            document.getElementById("widget").contentWindow.postMessage(message, origin)""",
-        [message, page.evaluate("new URL(document.getElementById('widget').src).origin")],
-    )
 
 
 def seconds_left(timer):

@@ -17,6 +17,7 @@ from tests.helpers import (
     SUPPORT,
     assert_accessible_and_narrow,
     choose,
+    host_says,
     open_call,
     outcome,
     received,
@@ -26,16 +27,6 @@ pytestmark = pytest.mark.browser
 
 WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
 TIMER = re.compile(r"^Wrap-up time left")
-
-
-def host_says(page, event, **fields):
-    """The CRM page posts to the widget's frame, as the guide shows, to the widget's origin."""
-    message = {"type": "cloudagent-disposition-host", "version": 1, "event": event} | fields
-    page.evaluate(
-        """([message, origin]) =>
-            document.getElementById("widget").contentWindow.postMessage(message, origin)""",
-        [message, page.evaluate("new URL(document.getElementById('widget').src).origin")],
-    )
 
 
 def debug_lines(page):

@@ -12,6 +12,7 @@ from tests.helpers import (
     PANEL_STATES,
     assert_accessible_and_narrow,
     choose,
+    host_says,
     open_call,
     outcome,
     panel_in_state,
@@ -73,12 +74,7 @@ def test_hang_up_then_save_is_saved_and_the_panel_looks_finished(page, sites, si
     # Nothing more to do for the call: the host's late call-ended starts no clock.
     ignored = []
     page.on("console", lambda m: ignored.append(m.text) if "recorded" in m.text else None)
-    page.evaluate(
-        """(origin) => document.getElementById("widget").contentWindow.postMessage(
-            {type: "cloudagent-disposition-host", version: 1, event: "call-ended",
-             wrapupSeconds: 30}, origin)""",
-        sites.widget,
-    )
+    host_says(page, "call-ended", wrapupSeconds=30)
     for _ in range(1500):  # until the panel says it ignored it (30 s at most: a hung test)
         if ignored:
             break
@@ -88,14 +84,19 @@ def test_hang_up_then_save_is_saved_and_the_panel_looks_finished(page, sites, si
     assert not page.errors
 
 
-def test_a_second_panel_for_a_disposed_call_shows_what_cloudagent_kept(page, sites, simulator):
+def saved_after_the_call(page, sites, simulator, disposition="Sale closed"):
+    """A call hung up, then saved from its panel: CloudAgent has `disposition`."""
     call = simulator.start_call("agent1", DID)
     frame = open_call(page, sites, call.ucid)
     simulator.hang_up(call.ucid)
-    choose(frame, "Sale closed")
+    choose(frame, disposition)
     frame.get_by_role("button", name="Save disposition").click()
     assert outcome(frame)[0] == "saved"
+    return call
 
+
+def test_a_second_panel_for_a_disposed_call_shows_what_cloudagent_kept(page, sites, simulator):
+    call = saved_after_the_call(page, sites, simulator)
     frame = open_call(page, sites, call.ucid)  # the CRM shows the call again
     choose(frame, "Wrong number")  # too late to change it
     save = frame.get_by_role("button", name="Save disposition")
@@ -115,12 +116,7 @@ def test_a_second_panel_for_a_disposed_call_shows_what_cloudagent_kept(page, sit
 
 
 def test_saving_the_same_disposition_again_is_saved_as_a_repeat(page, sites, simulator):
-    call = simulator.start_call("agent1", DID)
-    frame = open_call(page, sites, call.ucid)
-    simulator.hang_up(call.ucid)
-    choose(frame, "Sale closed")
-    frame.get_by_role("button", name="Save disposition").click()
-    assert outcome(frame)[0] == "saved"
+    call = saved_after_the_call(page, sites, simulator)
     frame = open_call(page, sites, call.ucid)
     choose(frame, "Sale closed")
     frame.get_by_role("button", name="Save disposition").click()
