@@ -15,6 +15,7 @@ blocked loop would stall every stream of the worker and miss gunicorn's heartbea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,10 +122,8 @@ class Hub:
     async def _read_forever(self) -> None:
         assert self._wake is not None
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self._read_new()
