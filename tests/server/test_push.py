@@ -165,15 +165,16 @@ def test_a_reconnect_gets_what_is_newer_than_its_last_event_id_and_nothing_else(
 
 def signed(secret, age=0, ucid="PUSH-REFUSED-1"):
     """A call context as webapp.panel.context issues it, signed `age` seconds ago."""
-    from itsdangerous import URLSafeTimedSerializer
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
     from webapp.panel.context import SALT
 
-    class Then(URLSafeTimedSerializer):
+    class Then(TimestampSigner):
         def get_timestamp(self):
             return int(time.time()) - age
 
-    return Then(secret, salt=SALT).dumps({"u": ucid, "a": "agent1", "d": DID})
+    serializer = URLSafeTimedSerializer(secret, salt=SALT, signer=Then)
+    return serializer.dumps({"u": ucid, "a": "agent1", "d": DID})
 
 
 def test_a_forged_or_expired_context_gets_no_stream(server):
