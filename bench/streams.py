@@ -68,7 +68,7 @@ async def open_stream(port: int, path: str):
     return reader, writer
 
 
-async def run(n: int) -> dict:
+async def run(n: int, idle_seconds: float = IDLE_SECONDS) -> dict:
     sim = Simulator()
     upstream = start_server(sim)
     port = free_port()
@@ -103,7 +103,7 @@ async def run(n: int) -> dict:
         await asyncio.sleep(5)
         after = pss_kib(pids)
         cpu0, t0 = cpu_seconds(pids), time.perf_counter()
-        await asyncio.sleep(IDLE_SECONDS)
+        await asyncio.sleep(idle_seconds)
         cpu = cpu_seconds(pids) - cpu0
         idle = time.perf_counter() - t0
         # Delivery: a Disconnect per call, timed from the post to the event on a stream of it.
