@@ -8,10 +8,20 @@ import sys
 import tempfile
 
 bind = os.environ.get("WIDGET_BIND", "127.0.0.1:8000")
-worker_class = "gthread"
+# `asgi` (the default): each worker runs an event loop that holds every open panel's event
+# stream as a coroutine, and the Flask app in a pool of WIDGET_THREADS threads (webapp.push,
+# docs/architecture.md). `gthread` serves the same app without the live stream (panels then
+# show what CloudAgent said when they open).
+worker_class = os.environ.get("WIDGET_WORKER_CLASS", "asgi")
+if worker_class not in ("asgi", "gthread"):
+    sys.exit(f"configuration error: WIDGET_WORKER_CLASS: asgi or gthread, not {worker_class!r}")
 workers = int(os.environ.get("WIDGET_WORKERS", "4"))
 # A save waits ~0.3 s on CloudAgent: 200 agents saving at once need ~200 threads in flight.
-threads = int(os.environ.get("WIDGET_THREADS", "64"))
+_threads = int(os.environ.get("WIDGET_THREADS", "64"))
+threads = _threads if worker_class == "gthread" else 1  # asgi: a2wsgi's pool (wsgi.py)
+# Open connections per worker, event streams included: 2,000 open panels on 2 workers with
+# room for saves and reconnects (each is one file descriptor: `ulimit -n` above the total).
+worker_connections = int(os.environ.get("WIDGET_WORKER_CONNECTIONS", "2500"))
 # One listening socket per worker: the kernel spreads connections evenly, where a shared
 # socket lets one busy worker keep most keep-alive connections while the others idle.
 reuse_port = True
@@ -68,7 +78,7 @@ def when_ready(server):
         bind,
         workers,
         "" if workers == 1 else "s",
-        threads,
+        _threads,
         ", demo mode: one worker holds the simulator's calls" if workers == 1 and _DEMO else "",
     )
     if not os.environ.get("WIDGET_CLOUDAGENT_USERNAME"):
@@ -104,7 +114,8 @@ def on_starting(server):
 def post_worker_init(worker):
     # Each worker replays the audit journal, closes rows a lost worker left open and settles
     # unknown ones, in a thread of its own (webapp.audit.log, maintain()).
-    audit = getattr(worker.wsgi, "extensions", {}).get("audit")
+    app = getattr(worker, "asgi", None) or getattr(worker, "wsgi", None)
+    audit = getattr(app, "extensions", {}).get("audit")
     if audit is not None:
         audit.start_maintenance()
 

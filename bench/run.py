@@ -16,6 +16,7 @@ is bench/services.py's, running wrk bench/wrk.py's, the table and notes bench/re
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import streams
 from .common import children, free_port, launch_path, median, percentile, say
 from .report import print_report, table
 from .services import GUNICORN, PY, ROOT, Service, gunicorn_config, http_get, wait_gunicorn
@@ -58,6 +60,14 @@ def main(argv: list[str] | None = None) -> None:
         results["saves"] = measure_saves(args, running, tmp)
         results["browser"] = measure_browser(args, running, tmp)
         collect(running, results)
+        if args.open_panels:
+            # Last, on a widget of its own (bench/streams.py): 2,000 idle open panels.
+            for service in reversed(services):
+                service.stop()
+            services.clear()
+            say(f"open panels: {args.open_panels} idle event streams on one instance")
+            results["open_panels"] = asyncio.run(streams.run(args.open_panels, args.idle_seconds))
+            say(json.dumps(results["open_panels"]))
     finally:
         for service in reversed(services):
             service.stop()
@@ -84,6 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--browser-loads", type=int, default=20, help="loads per time-to-form median (20)")
     add("--no-browser", action="store_true", help="skip the Chromium figures")
     add("--chromium", default=os.environ.get("WIDGET_TEST_CHROMIUM", "/usr/bin/chromium"))
+    add("--open-panels", type=int, default=2000, help="idle event streams (2000; 0: skip)")
+    add("--idle-seconds", type=float, default=30, help="CPU window of the open panels (30)")
     add("--out", default=str(ROOT / "bench" / "results.json"))
     add("--keep", action="store_true", help="keep the temporary folder (logs, data)")
     return parser.parse_args(argv)

@@ -506,6 +506,38 @@
     }
   }
 
+  // -- the call live (webapp/push): server-sent events, with back-off and resync ----------
+
+  function listen(state) {
+    // A plain EventSource (docs/architecture.md says why not htmx's hx-sse). Each message is
+    // a whole state for applyCallState, which tells the host each thing once. On any error
+    // the stream is closed and reopened after 0.5 s, 1 s, 2 s ... up to 30 s (±30 %), with the
+    // newest id it saw: the server then sends the state only if it holds something newer.
+    const main = document.querySelector("main[data-events]");
+    if (!main || typeof EventSource !== "function") return;
+    let last = state && Number.isInteger(state.id) ? state.id : 0;
+    let failures = 0;
+    const connect = () => {
+      const source = new EventSource(main.dataset.events + "&last=" + last);
+      source.onopen = () => { failures = 0; };
+      const take = (event) => {
+        let message = null;
+        try { message = JSON.parse(event.data); } catch (error) { return; }
+        if (Number.isInteger(message.id) && message.id > last) last = message.id;
+        applyCallState(message);
+        if (message.confirmed) source.close(); // CloudAgent's summary is final
+      };
+      for (const name of ["call-ended", "confirmed", "resync"]) source.addEventListener(name, take);
+      source.onerror = () => {
+        source.close();
+        const delay = Math.min(30000, 500 * 2 ** failures) * (0.7 + 0.6 * Math.random());
+        failures += 1;
+        setTimeout(connect, delay);
+      };
+    };
+    if (!(state && state.confirmed)) connect();
+  }
+
   // -- a prefill from the host page ------------------------------------------------------
 
   const touched = new Set(); // ids of the fields the agent has changed: a prefill leaves them
@@ -734,7 +766,9 @@
     const form = document.getElementById("panel-form");
     if (form) {
       wire(form);
-      applyCallState(pageCallState()); // after "ready": the host hears the panel first
+      const state = pageCallState();
+      applyCallState(state); // after "ready": the host hears the panel first
+      listen(state);
     } else if (document.body.dataset.refused) refused(document.body.dataset.refused);
     watchHeight();
     performance.mark("panel-ready");

@@ -33,6 +33,7 @@ def test_the_benchmark_runs_and_its_load_free_figures_hold(tmp_path):
     out = tmp_path / "results.json"
     tiny = "--runs 1 --duration 1 --agents 10 --saves-per-agent 2 --rounds 1"
     tiny += " --error-agents 10 --error-saves 20 --no-browser --diagnostic"
+    tiny += " --open-panels 20 --idle-seconds 1"
     done = run_module("bench", *tiny.split(), "--out", str(out), timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -51,6 +52,8 @@ def test_the_benchmark_runs_and_its_load_free_figures_hold(tmp_path):
     assert side["requests"] == 20 and side["audit_p50_ms"] > 0
     assert table["save overhead p50 (10 agents)"]["met"] in ("yes", "NO")
     assert table["first panel load"]["measured"] == "not measured: --no-browser"
+    panels = results["open_panels"]
+    assert panels["streams"] == 20 and panels["delivery_max_ms"] >= 0
 
 
 def test_the_in_process_cpu_table_runs():

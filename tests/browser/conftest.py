@@ -232,3 +232,55 @@ def shoot():
         target.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
     return shoot
+
+
+class LiveSites:
+    """The CRM on loopback (werkzeug) and the widget on another site served as in production:
+    gunicorn's asgi worker (two workers), so the panel's live event stream is there too."""
+
+    def __init__(self, simulator_server: SimulatorServer, production_server):
+        self.sim = simulator_server
+        self.server = make_server("127.0.0.1", 0, self, threaded=True)
+        self.crm = f"http://crm.test:{self.server.port}"
+        self.evil = f"http://evil.test:{self.server.port}"
+        self.widget_server = production_server(
+            simulator_server.url,
+            name="live-widget",
+            workers=2,
+            WIDGET_WORKERS="2",
+            WIDGET_FRAME_ANCESTORS=self.crm,
+            WIDGET_EVENTS_TOKEN=EVENTS_TOKEN,
+            WIDGET_WRAPUP_SECONDS="120",
+        )
+        self.widget = self.widget_server.url.replace("127.0.0.1", "widget.test")
+        self.crm_app = host_app(self)
+        self.running = ServerThread(self.server)
+
+    def __call__(self, environ, start_response):
+        return self.crm_app(environ, start_response)
+
+
+@pytest.fixture(scope="module")
+def live_sites(production_server):
+    upstream = start_server(Simulator())
+    sites = LiveSites(upstream, production_server)
+    yield sites
+    sites.running.stop()
+    upstream.stop()
+
+
+@pytest.fixture
+def cloudagent_says_live(live_sites):
+    """CloudAgent posting to the production widget's receivers (any of its workers)."""
+    import requests
+
+    def post(kind, payload):
+        answer = requests.post(
+            f"{live_sites.widget_server.url}/cloudagent/events/{EVENTS_TOKEN}/{kind}",
+            json=payload,
+            timeout=60,
+        )
+        assert answer.status_code == 200 and answer.json()["result"] == "accepted", answer.text
+        return answer
+
+    return post

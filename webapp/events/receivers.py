@@ -27,6 +27,7 @@ import logging
 import time
 from zoneinfo import ZoneInfo
 
+import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
@@ -163,4 +164,22 @@ def _stored(kind: str, write: object) -> ResponseReturnValue:
             counted.confirmation(recorded.comparison)
         if recorded.comparison == "mismatch":
             log.warning("CloudAgent kept another disposition than the widget's latest save")
+    if recorded.result == ACCEPTED:
+        _wake_push()
     return _answer(kind, recorded.result)
+
+
+def _wake_push() -> None:
+    """Tell open panels' streams (webapp.push) to read the new row: this worker's at once,
+    every instance's through Redis. Only a wake-up: a lost one costs latency, not the row."""
+    hub = current_app.extensions.get("push")
+    if hub is not None:
+        hub.notify()
+    client = current_app.extensions.get("redis")
+    if client is not None:
+        from ..push.hub import CHANNEL
+
+        try:
+            client.publish(CHANNEL, b"1")
+        except redis.RedisError as error:
+            log.warning("push wake-up not published (panels learn it at the next poll): %s", error)

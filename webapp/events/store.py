@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..audit import AuditLog
@@ -44,6 +44,7 @@ _OF_CALL = or_(
 )
 _STATE = select(call_events).where(_OF_CALL).order_by(call_events.c.id)
 _BY_DEDUP = select(call_events.c.id).where(call_events.c.dedup == bindparam("dedup"))
+_LATEST = select(func.max(call_events.c.id))
 _SINCE = (
     select(call_events)
     .where(call_events.c.id > bindparam("last_id"))
@@ -185,6 +186,11 @@ class EventStore:
         with self.audit.engine.connect() as conn:
             rows = conn.execute(_SINCE, {"last_id": last_id, "limit": limit})
             return [dict(r._mapping) for r in rows]
+
+    def latest_id(self) -> int:
+        """The newest row's id (0 with none): where a push channel starts reading."""
+        with self.audit.engine.connect() as conn:
+            return int(conn.execute(_LATEST).scalar() or 0)
 
     def unconfirmed(self, before: float, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Saves that went through (queued, saved) started before `before` that no call

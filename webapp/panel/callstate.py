@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from flask import current_app
 from jinja2.utils import htmlsafe_json_dumps
@@ -57,3 +58,12 @@ def for_page(ucid: str) -> Markup | None:
     if message is None:
         return None
     return htmlsafe_json_dumps(message, dumps=json.dumps, ensure_ascii=False)
+
+
+def events_url(token: str) -> str | None:
+    """Where the open panel hears of its call live (webapp.push), when this process serves
+    that stream (gunicorn's asgi worker with the receivers on); None otherwise, and the
+    panel shows only what the page carries."""
+    if "push" not in current_app.extensions:
+        return None
+    return "/disposition/events?context=" + quote(token, safe="")

@@ -147,6 +147,7 @@ def launch() -> ResponseReturnValue:
         theme=theme,
         accent=accent,
         call_state=callstate.for_page(call.ucid),
+        events_url=callstate.events_url(token),
     )
     response = make_response(page)
     if accent is not None:

@@ -1,0 +1,76 @@
+"""The application object gunicorn serves (`wsgi:app`), under either worker class.
+
+Called with (environ, start_response) it is the Flask app (gthread, the tests' werkzeug);
+called with (scope, receive, send) it is ASGI (the `asgi` worker): the events stream is a
+coroutine here, everything else goes to Flask through a2wsgi's thread pool, the same
+WIDGET_THREADS threads per process that gthread gave it. Attributes not its own are Flask's,
+so `app.extensions`, `app.config` and the CLI see the app as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+from flask import Flask
+
+from .hub import Hub
+from .stream import PATH, Receive, Scope, Send, serve
+
+log = logging.getLogger("webapp.push")
+
+
+class Router:
+    def __init__(self, flask_app: Flask, threads: int) -> None:
+        self.flask_app = flask_app
+        self.threads = threads
+        self.settings = flask_app.config["WIDGET"]
+        self.hub: Hub | None = None
+        self._wsgi: WSGIMiddleware | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.flask_app, name)
+
+    def __call__(self, *args: Any) -> Any:
+        if len(args) == 2:  # WSGI
+            return self.flask_app(*args)
+        return self._asgi(*args)
+
+    async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "http" and scope["path"] == PATH and self.hub is not None:
+            await serve(scope, receive, send, self.hub, self.settings)
+        elif kind == "http":
+            if self._wsgi is None:
+                self._wsgi = WSGIMiddleware(self.flask_app, workers=self.threads)
+            await self._wsgi(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self._start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.hub is not None:
+                    await self.hub.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _start(self) -> None:
+        # Only with the receivers on is there anything to push; panels ask for the stream
+        # only when the page says it is served (templates/panel.html, data-events).
+        if not self.settings.events_token:
+            return
+        hub = Hub(
+            self.flask_app.extensions["call_events"],
+            self.settings.wrapup_seconds,
+            self.settings.redis_url,
+        )
+        await hub.start()
+        self.hub = hub
+        self.flask_app.extensions["push"] = hub
+        log.info("push channel on: %s", "Redis wake-ups" if hub.redis_url else "polling")
