@@ -412,6 +412,23 @@ def open_call(page, sites, ucid: str, **query: str):
     return frame
 
 
+def disconnect_event(ucid: str) -> dict:
+    """A Subscribe API call event: the call on the sales line ended (as CloudAgent posts it)."""
+    return {
+        "eventType": "Call", "username": "demo", "action": "Disconnect", "ucid": ucid,
+        "monitor_ucid": "", "agent_id": "agent1", "did": DID,
+        "event_time": "2026-12-03 10:35:54",
+    }  # fmt: skip
+
+
+def call_summary_of(ucid: str, disposition: str) -> dict:
+    """The Callback URL's call summary: what CloudAgent kept for the call."""
+    return {
+        "UCID": ucid, "AgentID": "agent1", "Did": DID, "Disposition": disposition,
+        "EndTime": "2026-12-03 10:36:30", "UserName": "demo", "Apikey": "demo-api-key",
+    }  # fmt: skip
+
+
 def host_says(page, event: str, **fields) -> None:
     """The CRM page posts to the widget's frame, as the guide shows, to the widget's origin."""
     message = {"type": "cloudagent-disposition-host", "version": 1, "event": event} | fields

@@ -14,7 +14,9 @@ from playwright.sync_api import expect
 from tests.helpers import (
     DID,
     assert_accessible_and_narrow,
+    call_summary_of,
     choose,
+    disconnect_event,
     host_says,
     open_call,
     outcome,
@@ -27,21 +29,6 @@ WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
 TIMER = re.compile(r"^Wrap-up time left")
 
 
-def disconnect(ucid):
-    return {
-        "eventType": "Call", "username": "demo", "action": "Disconnect", "ucid": ucid,
-        "monitor_ucid": "", "agent_id": "agent1", "did": DID,
-        "event_time": "2026-12-03 10:35:54",
-    }  # fmt: skip
-
-
-def call_summary(ucid, disposition):
-    return {
-        "UCID": ucid, "AgentID": "agent1", "Did": DID, "Disposition": disposition,
-        "EndTime": "2026-12-03 10:36:30", "UserName": "demo", "Apikey": "demo-api-key",
-    }  # fmt: skip
-
-
 def seconds_left(timer):
     minutes, seconds = timer.inner_text().rsplit(" ", 1)[-1].split(":")
     return int(minutes) * 60 + int(seconds)
@@ -52,7 +39,7 @@ def test_a_panel_opened_after_the_disconnect_runs_the_clock_and_tells_the_host(
 ):
     call = simulator.start_call("agent1", DID)
     simulator.hang_up(call.ucid)
-    cloudagent_says("call", disconnect(call.ucid))
+    cloudagent_says("call", disconnect_event(call.ucid))
     frame = open_call(page, sites, call.ucid)
     expect(frame.get_by_text("CloudAgent says this call has ended.")).to_be_visible(timeout=WAIT)
     timer = frame.get_by_role("timer", name=TIMER)
@@ -93,8 +80,8 @@ def test_a_panel_opened_after_the_summary_shows_what_cloudagent_recorded(
         choose(frame, saved)
         frame.get_by_role("button", name="Save disposition").click()
         assert outcome(frame)[0] == "queued"
-    cloudagent_says("call", disconnect(call.ucid))
-    cloudagent_says("summary", call_summary(call.ucid, kept))
+    cloudagent_says("call", disconnect_event(call.ucid))
+    cloudagent_says("summary", call_summary_of(call.ucid, kept))
     frame = open_call(page, sites, call.ucid)
     shown = frame.get_by_role("status").locator(f'[data-confirmed="{kept}"]')
     expect(shown).to_contain_text(words, timeout=WAIT)

@@ -9,27 +9,20 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers import DID, choose, open_call, outcome, received
+from tests.helpers import (
+    DID,
+    call_summary_of,
+    choose,
+    disconnect_event,
+    open_call,
+    outcome,
+    received,
+)
 
 pytestmark = pytest.mark.browser
 
 WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
 TIMER = re.compile(r"^Wrap-up time left")
-
-
-def disconnect(ucid):
-    return {
-        "eventType": "Call", "username": "demo", "action": "Disconnect", "ucid": ucid,
-        "monitor_ucid": "", "agent_id": "agent1", "did": DID,
-        "event_time": "2026-12-03 10:35:54",
-    }  # fmt: skip
-
-
-def call_summary(ucid, disposition):
-    return {
-        "UCID": ucid, "AgentID": "agent1", "Did": DID, "Disposition": disposition,
-        "EndTime": "2026-12-03 10:36:30", "UserName": "demo", "Apikey": "demo-api-key",
-    }  # fmt: skip
 
 
 def test_an_open_panel_starts_its_clock_on_the_disconnect_and_shows_the_summary(
@@ -46,7 +39,7 @@ def test_an_open_panel_starts_its_clock_on_the_disconnect_and_shows_the_summary(
     page.wait_for_timeout(500)  # the stream is open by now; an event before it comes anyway
 
     live_sites.sim.simulator.hang_up(call.ucid)
-    cloudagent_says_live("call", disconnect(call.ucid))
+    cloudagent_says_live("call", disconnect_event(call.ucid))
     expect(frame.get_by_text("CloudAgent says this call has ended.")).to_be_visible(timeout=WAIT)
     expect(timer).to_be_visible(timeout=WAIT)
     (ended,) = received(page, 1, "call-ended")
@@ -56,7 +49,7 @@ def test_an_open_panel_starts_its_clock_on_the_disconnect_and_shows_the_summary(
     }  # fmt: skip
     shoot(page.locator("#widget"), "panel-360-live-ended")
 
-    cloudagent_says_live("summary", call_summary(call.ucid, "Interested"))
+    cloudagent_says_live("summary", call_summary_of(call.ucid, "Interested"))
     confirmed = frame.locator("[data-confirmed]")
     expect(confirmed).to_have_attribute("data-confirmed", "Interested", timeout=WAIT)
     expect(confirmed).to_have_text("CloudAgent recorded “Interested”, as you saved it.")

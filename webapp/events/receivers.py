@@ -25,6 +25,8 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
@@ -104,18 +106,14 @@ def call_event(token: str) -> ResponseReturnValue:
     if refused is not None:
         return refused
     settings = current_app.config["WIDGET"]
-    try:
-        event = parse.call_event(
-            _payload("call"), username=settings.cloudagent_username, zone=_zone()
-        )
-    except RequestEntityTooLarge:
-        return _answer("call", TOO_LARGE, 413)
-    except parse.Malformed as error:
-        log.warning("CloudAgent call event refused: %s", error)
-        return _answer("call", MALFORMED, 400)
-    except parse.Forbidden as error:
-        log.warning("CloudAgent call event refused: %s", error)
-        return _answer("call", REFUSED, 403)
+    event, refused = _parsed(
+        "call",
+        lambda payload: parse.call_event(
+            payload, username=settings.cloudagent_username, zone=_zone()
+        ),
+    )
+    if refused is not None:
+        return refused
     if event is None or event.action != "Disconnect":
         # Calling and Answered change nothing the panel shows (yet): taken, not kept.
         return _answer("call", IGNORED)
@@ -129,26 +127,40 @@ def call_summary(token: str) -> ResponseReturnValue:
     if refused is not None:
         return refused
     settings = current_app.config["WIDGET"]
-    try:
-        summary = parse.call_summary(
-            _payload("summary"),
+    summary, refused = _parsed(
+        "summary",
+        lambda payload: parse.call_summary(
+            payload,
             username=settings.cloudagent_username,
             api_key=settings.cloudagent_api_key,
             zone=_zone(),
-        )
-    except RequestEntityTooLarge:
-        return _answer("summary", TOO_LARGE, 413)
-    except parse.Malformed as error:
-        log.warning("CloudAgent call summary refused: %s", error)
-        return _answer("summary", MALFORMED, 400)
-    except parse.Forbidden as error:
-        log.warning("CloudAgent call summary refused: %s", error)
-        return _answer("summary", REFUSED, 403)
+        ),
+    )
+    if refused is not None:
+        return refused
     annotate(ucid=summary.ucid, agent=summary.agent)
     if not summary.disposition:
         # Unanswered, or "send callback immediately": nothing kept to confirm.
         return _answer("summary", IGNORED)
     return _stored("summary", lambda: _store().record_confirmed(summary, time.time()))
+
+
+def _parsed(kind: str, read: Callable[[dict], Any]) -> tuple[Any, ResponseReturnValue | None]:
+    """The posted payload read by `read`, or the answer that refuses it (too large,
+    malformed, another account's)."""
+    try:
+        return read(_payload(kind)), None
+    except RequestEntityTooLarge:
+        return None, _answer(kind, TOO_LARGE, 413)
+    except parse.Malformed as error:
+        log.warning("CloudAgent %s refused: %s", _NAMES[kind], error)
+        return None, _answer(kind, MALFORMED, 400)
+    except parse.Forbidden as error:
+        log.warning("CloudAgent %s refused: %s", _NAMES[kind], error)
+        return None, _answer(kind, REFUSED, 403)
+
+
+_NAMES = {"call": "call event", "summary": "call summary"}  # as the log lines say them
 
 
 def _stored(kind: str, write: object) -> ResponseReturnValue:
