@@ -17,6 +17,7 @@ from ..config import Settings
 from .callbacks import CallbackRule
 from .forms import COMMENTS_MAX
 from .recent import RecentChoices
+from .shells import Shells
 from .texts import script_texts
 from .views import bp
 
@@ -30,4 +31,5 @@ def init_app(app: Flask, settings: Settings) -> None:
         settings.callback_dispositions, settings.cloudagent_timezone
     )
     app.extensions["recent"] = RecentChoices(app.extensions["audit"])
+    app.extensions["shells"] = Shells()
     app.register_blueprint(bp)

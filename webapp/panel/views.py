@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 
 from flask import Blueprint, abort, current_app, g, make_response, render_template, request
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 
 from .. import i18n
 from ..audit import UNKNOWN, Attempt, AuditLog, AuditUnavailable, Earlier, RateLimited
@@ -80,7 +82,17 @@ def _form(call: Launch, token: str) -> DispositionForm:
     )
 
 
-def _render_form(call: Launch, token: str, template: str, **page: object) -> str:
+def _render_form(
+    call: Launch,
+    token: str,
+    template: str,
+    *,
+    call_state: Markup | None = None,
+    events_url: str | None = None,
+    **look: object,
+) -> str:
+    """The panel page or its form: the shell for this language, look and list (rendered once,
+    webapp.panel.shells), filled in with this call's values."""
     cache: DispositionCache = current_app.extensions["dispositions"]
     listing = cache.get(call.agent_id, call.did, call.ucid)
     if not listing.ok:
@@ -93,19 +105,48 @@ def _render_form(call: Launch, token: str, template: str, **page: object) -> str
         recent = tuple(n for n in _recent().get(call.agent_id, call.did) if n in offered)
     callbacks = _callbacks()
     callback = callbacks.field(names) if names else None
-    return render_template(
-        i18n.template(template),
-        call=call,
-        context=token,
-        csrf_token=csrf_token_for(token, settings.secret_key),
-        dispositions=names,
-        recent=recent,
-        pause_reasons=settings.pause_reasons,
-        callback=callback,
-        callback_days=callbacks.days(i18n.current(), i18n.gettext) if callback else None,
-        searchable=len(names or ()) > SEARCH_FROM,
-        **page,
-    )
+    days = callbacks.days(i18n.current(), i18n.gettext) if callback else None
+    compiled = i18n.template(template)
+    values = {
+        "ucid": call.ucid,
+        "agent_id": call.agent_id,
+        "did": call.did,
+        "context": token,
+        "csrf_token": csrf_token_for(token, settings.secret_key),
+    }
+    if call_state is not None:
+        values["call_state"] = call_state
+    if events_url is not None:
+        values["events_url"] = events_url
+
+    def render(filled: Mapping[str, str]) -> str:
+        return render_template(
+            compiled,
+            call=_CallValues(filled["ucid"], filled["agent_id"], filled["did"]),
+            context=filled["context"],
+            csrf_token=filled["csrf_token"],
+            call_state=filled.get("call_state"),
+            events_url=filled.get("events_url"),
+            dispositions=names,
+            recent=recent,
+            pause_reasons=settings.pause_reasons,
+            callback=callback,
+            callback_days=days,
+            searchable=len(names or ()) > SEARCH_FROM,
+            **look,
+        )
+
+    key = (compiled, names, recent, callback, days, tuple(sorted(look.items())), *values.keys())
+    return current_app.extensions["shells"].page(key, render, values)
+
+
+@dataclass(frozen=True)
+class _CallValues:
+    """What the panel's templates show of the call (the shell's markers, or the values)."""
+
+    ucid: str
+    agent_id: str
+    did: str
 
 
 @lru_cache(maxsize=256)
@@ -144,10 +185,10 @@ def launch() -> ResponseReturnValue:
         call,
         token,
         "panel.html",
-        theme=theme,
-        accent=accent,
         call_state=callstate.for_page(call.ucid),
         events_url=callstate.events_url(token),
+        theme=theme,
+        accent=accent,
     )
     response = make_response(page)
     if accent is not None:
