@@ -38,6 +38,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable
+from math import nan
 from pathlib import Path
 
 from .common import (
@@ -46,6 +47,7 @@ from .common import (
     launch_path,
     median,
     process_tree,
+    run_ns,
     say,
 )
 from .load import Connection, _spread, open_panels
@@ -111,13 +113,13 @@ async def phase(
         await asyncio.gather(*(one(conn) for conn in conns))  # not counted
         pids = process_tree(master)
         spread = connections_per_process(conns[0].port, pids[1:])
-        before = cpu_by_pid(pids)
+        before, before_ns = cpu_by_pid(pids), run_ns(pids)
         began = time.perf_counter()
         await asyncio.gather(
             *(client(c, n) for c, n in zip(conns, _spread(count, clients), strict=True))
         )
         wall = time.perf_counter() - began
-        after = cpu_by_pid(pids)
+        after, after_ns = cpu_by_pid(pids), run_ns(pids)
     finally:
         for conn in conns:
             conn.close()
@@ -131,6 +133,8 @@ async def phase(
         "per_s": round(count / wall, 1),
         "cpu_ms": round(total * 1000 / count, 4),
         "cpu_s": round(total, 3),
+        # The same from the threads' schedstat, in ns (common.run_ns): a cross-check.
+        "run_ms": round((after_ns - before_ns) / 1e6 / count, 4),
         "master_cpu_s": round(used[master], 3),
         "workers_cpu_s": [round(used[pid], 3) for pid in pids[1:]],
         "connections_per_worker": spread,
@@ -217,7 +221,8 @@ def measure(running: Running, requests: int, clients: int, runs: int) -> dict:
         run = {}
         for name in order if index % 2 == 0 else order[::-1]:
             run[name] = figures.run(name, requests, clients)
-        run["panel_over_hello"] = round(run["panel"]["cpu_ms"] / run["hello"]["cpu_ms"], 3)
+        hello_ms = run["hello"]["cpu_ms"]  # 0 only if too few requests for one clock tick
+        run["panel_over_hello"] = round(run["panel"]["cpu_ms"] / hello_ms, 3) if hello_ms else nan
         raw.append(run)
         say(
             f"  run {index + 1}: CPU per request hello {run['hello']['cpu_ms']:.3f} ms, panel "
@@ -235,8 +240,9 @@ def measure(running: Running, requests: int, clients: int, runs: int) -> dict:
         "save_ms": summary([r["save"]["cpu_ms"] for r in raw]),
         "panel_over_hello": summary([r["panel_over_hello"] for r in raw]),
     }
-    result["panel_over_hello_of_medians"] = round(
-        result["panel_ms"]["median"] / result["hello_ms"]["median"], 3
+    hello_ms = result["hello_ms"]["median"]
+    result["panel_over_hello_of_medians"] = (
+        round(result["panel_ms"]["median"] / hello_ms, 3) if hello_ms else nan
     )
     # Where the CPU went: the masters' share of each server's, over all runs.
     for name in ("hello", "panel", "save"):
@@ -244,6 +250,7 @@ def measure(running: Running, requests: int, clients: int, runs: int) -> dict:
         total = sum(r[name]["cpu_s"] for r in raw)
         result[f"{name}_master_share"] = round(master / total, 3) if total else None
         result[f"{name}_per_s"] = median([r[name]["per_s"] for r in raw])
+        result[f"{name}_run_ms"] = median([r[name]["run_ms"] for r in raw])
     return result
 
 
@@ -342,7 +349,9 @@ def main(argv: list[str] | None = None) -> None:
         f"Masters' share of the CPU: hello {result['hello_master_share']:.0%}, panel "
         f"{result['panel_master_share']:.0%}, save {result['save_master_share']:.0%}. "
         f"Requests/s (median, {args.clients} clients): hello {result['hello_per_s']:.0f}, "
-        f"panel {result['panel_per_s']:.0f}, save {result['save_per_s']:.0f}. "
+        f"panel {result['panel_per_s']:.0f}, save {result['save_per_s']:.0f}. Cross-check "
+        f"from the threads' schedstat (ns, medians): hello {result['hello_run_ms']:.3f}, panel "
+        f"{result['panel_run_ms']:.3f}, save {result['save_run_ms']:.3f} ms. "
         f"{result['seconds']:.0f} s in all."
     )
     if args.json:
