@@ -6,7 +6,9 @@ Starts, each in a process of its own:
   - a bare Flask "hello" app (bench/hello.py) with the same command and the same config;
 and drives them from other processes: wrk for throughput, bench/load.py for save latencies and
 errors, bench/browser.py (headless Chromium) for what a browser fetches and how soon the form
-can be used. Prints one table, writes every raw number to bench/results.json.
+can be used; then, on servers of their own against a simulator that answers at once, the CPU
+per panel load, per hello request and per save (bench/outside.py). Prints one table, writes
+every raw number to bench/results.json.
 See docs/benchmarks.md for the method behind each figure.
 
 This module is the run, one step after another (`main`). Starting and stopping the processes
@@ -27,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import streams
+from . import outside, streams
 from .common import children, median, percentile, say
 from .report import print_report, table
 from .services import PY, ROOT, Running, Service, http_get, source_tree, start_services
@@ -56,11 +58,14 @@ def main(argv: list[str] | None = None) -> None:
         results["saves"] = measure_saves(args, running, tmp)
         results["browser"] = measure_browser(args, running, tmp)
         collect(running, results)
+        for service in reversed(services):
+            service.stop()
+        services.clear()
+        # Then, on servers of their own against a CloudAgent that answers at once: the CPU per
+        # panel load, per hello request and per save (bench/outside.py).
+        results["cpu_outside"] = measure_cpu_outside(args, tmp, running.config)
         if args.open_panels:
             # Last, on a widget of its own (bench/streams.py): 2,000 idle open panels.
-            for service in reversed(services):
-                service.stop()
-            services.clear()
             say(f"open panels: {args.open_panels} idle event streams on one instance")
             results["open_panels"] = asyncio.run(streams.run(args.open_panels, args.idle_seconds))
             say(json.dumps(results["open_panels"]))
@@ -90,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--browser-loads", type=int, default=20, help="loads per time-to-form median (20)")
     add("--no-browser", action="store_true", help="skip the Chromium figures")
     add("--chromium", default=os.environ.get("WIDGET_TEST_CHROMIUM", "/usr/bin/chromium"))
+    add("--cpu-runs", type=int, default=5, help="CPU per request runs, latency 0 (5; 0: skip)")
+    add("--cpu-requests", type=int, default=600, help="requests per CPU figure and run (600)")
+    add("--cpu-clients", type=int, default=8, help="keep-alive clients of the CPU runs (8)")
     add("--open-panels", type=int, default=2000, help="idle event streams (2000; 0: skip)")
     add("--idle-seconds", type=float, default=30, help="CPU window of the open panels (30)")
     add("--out", default=str(ROOT / "bench" / "results.json"))
@@ -299,6 +307,27 @@ def measure_browser(args: argparse.Namespace, running: Running, tmp: Path) -> di
     if done.returncode == 0:
         return json.loads((tmp / "browser-out.json").read_text())
     return {"skipped": f"the browser run failed ({done.returncode})"}
+
+
+def measure_cpu_outside(args: argparse.Namespace, tmp: Path, config: dict) -> dict:
+    """CPU per panel load, per hello request and per save, from outside (bench/outside.py):
+    its own simulator (latency 0), widget and hello, the same environment and worker count as
+    the servers measured before; or {"skipped": why}."""
+    if args.cpu_runs < 1:
+        return {"skipped": "--cpu-runs 0"}
+    say(
+        f"CPU per request: {args.cpu_runs} runs of {args.cpu_requests} requests from "
+        f"{args.cpu_clients} clients, CloudAgent answering at once"
+    )
+    (tmp / "cpu").mkdir()
+    try:
+        result = outside.run(None, args.cpu_requests, args.cpu_clients, args.cpu_runs, tmp / "cpu")
+    except outside.Failed as error:
+        return {"skipped": f"failed: {error}"}
+    if result["gunicorn_config"] != config:
+        sys.exit("bench: the CPU step's servers did not get the throughput step's config")
+    say(outside.table(result))
+    return result
 
 
 def collect(running: Running, results: dict) -> None:
