@@ -62,32 +62,94 @@ def machine_ticks() -> tuple[int, int]:
     return total - idle, total
 
 
+def _stat_fields(stat: str) -> list[str]:
+    """The fields of a /proc/<pid>/stat line after the command name, which is in parentheses
+    and may itself hold spaces and parentheses: fields[0] is the state (field 3 of proc(5))."""
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def stat_ticks(stat: str) -> int:
+    """utime + stime, in clock ticks, of one /proc/<pid>/stat line (the process and its
+    threads, dead threads included; not its children)."""
+    fields = _stat_fields(stat)
+    return int(fields[11]) + int(fields[12])
+
+
+def stat_parent(stat: str) -> int:
+    """The parent pid of one /proc/<pid>/stat line."""
+    return int(_stat_fields(stat)[1])
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds used so far by these processes (those still alive)."""
+    return sum(cpu_by_pid(pids).values())
+
+
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds used so far by each of these processes still alive."""
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = stat_ticks(Path(f"/proc/{pid}/stat").read_text()) / CLK_TCK
+        except OSError:
+            continue
+    return found
+
+
+def run_ns(pids: list[int]) -> int:
+    """Nanoseconds on a CPU so far of every thread alive in these processes (the first field
+    of /proc/<pid>/task/<tid>/schedstat): finer than the 10 ms ticks of /proc/<pid>/stat, but
+    a thread that has ended is no longer counted, so only a cross-check over a window in which
+    the threads stay (a server's pools do)."""
     total = 0
     for pid in pids:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
+        for task in tasks:
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
 
 
-def children(pid: int) -> list[int]:
-    """Pids whose parent is `pid`, from /proc."""
-    found = []
+def _parents() -> dict[int, int]:
+    """Every process's parent pid, from /proc."""
+    parents = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            parents[int(entry.name)] = stat_parent((entry / "stat").read_text())
+        except (OSError, ValueError, IndexError):
             continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
+    return parents
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is `pid`, from /proc."""
+    return sorted(child for child, parent in _parents().items() if parent == pid)
+
+
+def descendants(root: int, parents: dict[int, int]) -> list[int]:
+    """`root` and every process below it (children, their children...), given each process's
+    parent: a server's whole tree, master first."""
+    below: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        below.setdefault(parent, []).append(child)
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop(0)
+        tree.append(pid)
+        todo += sorted(below.get(pid, []))
+    return tree
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it now, from /proc."""
+    return descendants(root, _parents())
 
 
 def connections_per_process(port: int, pids: list[int]) -> list[int]:

@@ -61,6 +61,7 @@ class Connection:
         self.hostport = f"{self.host}:{self.port}"
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.headers: dict[str, str] = {}  # the last answer's, names in lower case
 
     async def connect(self) -> None:
         if self.writer is None:
@@ -87,12 +88,14 @@ class Connection:
             raise Closed("connection closed before the answer")
         status = int(status_line.split()[1])
         length, chunked, close = None, False, False
+        self.headers = {}
         while True:
             line = await self.reader.readline()
             if line in (b"\r\n", b"\n", b""):
                 break
             name, _, value = line.decode("latin-1").partition(":")
             name, value = name.strip().lower(), value.strip().lower()
+            self.headers[name] = value
             if name == "content-length":
                 length = int(value)
             elif name == "transfer-encoding" and "chunked" in value:

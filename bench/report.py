@@ -39,6 +39,7 @@ def table(r: dict) -> list[dict]:
         "≥ 0.5",
         t["ratio_of_medians"] >= 0.5 and t["panel_non_2xx"] == 0,
     )
+    cpu_rows(r.get("cpu_outside", {"skipped": "not in this run"}), r["gunicorn_config"], row)
     per_load = t["upstream_calls_per_panel_load"]
     row(
         "upstream calls per panel load (steady state)",
@@ -66,6 +67,19 @@ def table(r: dict) -> list[dict]:
         "≤ 25 ms",
         lat["overhead_p99_ms_median"] <= 25,
     )
+    at50 = next((d for d in r["saves"].get("diagnostic", []) if d["concurrency"] == 50), None)
+    figure = "save overhead p50 / p99 at 50 agents (≈ 170 saves/s)"
+    if at50 is None:
+        row(figure, "not measured: --diagnostic without 50", "≤ 5 / ≤ 25 ms", None)
+    else:
+        rate = median([p["widget"]["throughput_per_s"] for p in at50["pairs"]])
+        row(
+            figure,
+            f"{at50['overhead_p50_ms']:.1f} / {at50['overhead_p99_ms']:.1f} ms (median of "
+            f"{len(at50['pairs'])} pairs; {rate:.0f} saves/s)",
+            "≤ 5 / ≤ 25 ms",
+            at50["overhead_p50_ms"] <= 5 and at50["overhead_p99_ms"] <= 25,
+        )
     e = r["saves"]["errors_run"]
     row(
         f"errors: {e['requests']} saves from {e['concurrency']} agents",
@@ -118,6 +132,38 @@ def table(r: dict) -> list[dict]:
             keys["work_p95_ms"] <= 16,
         )
     return rows
+
+
+def cpu_rows(c: dict, config: dict, row) -> None:
+    """The two CPU figures of bench/outside.py, as rows (issue 21's bars; goals beside)."""
+    ratio_figure = "widget CPU per panel load ÷ per hello request"
+    save_figure = "widget CPU per save"
+    if "skipped" in c:
+        row(ratio_figure, f"not measured: {c['skipped']}", "≤ 2× (goal ≤ 1.25×)", None)
+        row(save_figure, f"not measured: {c['skipped']}", "≤ 2 ms (goal ≤ 1 ms)", None)
+        return
+    how = (
+        f"{len(c['runs'])} runs of {c['requests']} requests, {c['clients']} clients, "
+        f"{config['workers']} workers each, CloudAgent answering at once"
+    )
+    # Each run's ratio sets panel and hello side by side in time: their median.
+    spread = c["panel_over_hello"]
+    ratio = spread["median"]
+    row(
+        ratio_figure,
+        f"{ratio:.2f}× (median of the runs' ratios, {spread['min']:.2f}–{spread['max']:.2f}×; "
+        f"median CPU per request {c['panel_ms']['median']:.2f} / {c['hello_ms']['median']:.2f}"
+        f" ms; {how})",
+        "≤ 2× (goal ≤ 1.25×)",
+        ratio <= 2,
+    )
+    save = c["save_ms"]
+    row(
+        save_figure,
+        f"{save['median']:.2f} ms (runs {save['min']:.2f}–{save['max']:.2f} ms; same runs)",
+        "≤ 2 ms (goal ≤ 1 ms)",
+        save["median"] <= 2,
+    )
 
 
 def markdown(rows: list[dict]) -> str:

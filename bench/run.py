@@ -6,7 +6,9 @@ Starts, each in a process of its own:
   - a bare Flask "hello" app (bench/hello.py) with the same command and the same config;
 and drives them from other processes: wrk for throughput, bench/load.py for save latencies and
 errors, bench/browser.py (headless Chromium) for what a browser fetches and how soon the form
-can be used. Prints one table, writes every raw number to bench/results.json.
+can be used; then, on servers of their own against a simulator that answers at once, the CPU
+per panel load, per hello request and per save (bench/outside.py). Prints one table, writes
+every raw number to bench/results.json.
 See docs/benchmarks.md for the method behind each figure.
 
 This module is the run, one step after another (`main`). Starting and stopping the processes
@@ -20,24 +22,18 @@ import asyncio
 import json
 import os
 import platform
-import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import streams
-from .common import children, free_port, launch_path, median, percentile, say
+from . import outside, streams
+from .common import children, median, percentile, say
 from .report import print_report, table
-from .services import GUNICORN, PY, ROOT, Service, gunicorn_config, http_get, wait_gunicorn
+from .services import PY, ROOT, Running, Service, http_get, source_tree, start_services
 from .wrk import ACCEPT_ENCODING, ensure_wrk, wrk, wrk_version
-
-# The only WIDGET_* variables taken from the caller's environment: the server's shape and the
-# shared stores (to bench those set-ups; give them fresh databases). The rest are the bench's.
-PASS_THROUGH = ("WIDGET_WORKERS", "WIDGET_THREADS", "WIDGET_DATABASE_URL", "WIDGET_REDIS_URL")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     services: list[Service] = []  # appended to as each starts: the finally stops those that did
     try:
         results = describe_run(args, wrk_bin)
-        running = start_services(args, tmp, services)
+        # Agents enough for the save runs and the browser's loads, each with a live call.
+        agents = max(args.agents, args.error_agents) + 2 * args.browser_loads + 20
+        running = start_services(tmp, services, args.latency, agents)
         results["passed_through"] = running.passed_through
         results["gunicorn_config"] = running.config
         say_setup(results["machine"], running.config, args.latency)
@@ -60,11 +58,14 @@ def main(argv: list[str] | None = None) -> None:
         results["saves"] = measure_saves(args, running, tmp)
         results["browser"] = measure_browser(args, running, tmp)
         collect(running, results)
+        for service in reversed(services):
+            service.stop()
+        services.clear()
+        # Then, on servers of their own against a CloudAgent that answers at once: the CPU per
+        # panel load, per hello request and per save (bench/outside.py).
+        results["cpu_outside"] = measure_cpu_outside(args, tmp, running.config)
         if args.open_panels:
             # Last, on a widget of its own (bench/streams.py): 2,000 idle open panels.
-            for service in reversed(services):
-                service.stop()
-            services.clear()
             say(f"open panels: {args.open_panels} idle event streams on one instance")
             results["open_panels"] = asyncio.run(streams.run(args.open_panels, args.idle_seconds))
             say(json.dumps(results["open_panels"]))
@@ -94,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--browser-loads", type=int, default=20, help="loads per time-to-form median (20)")
     add("--no-browser", action="store_true", help="skip the Chromium figures")
     add("--chromium", default=os.environ.get("WIDGET_TEST_CHROMIUM", "/usr/bin/chromium"))
+    add("--cpu-runs", type=int, default=5, help="CPU per request runs, latency 0 (5; 0: skip)")
+    add("--cpu-requests", type=int, default=600, help="requests per CPU figure and run (600)")
+    add("--cpu-clients", type=int, default=8, help="keep-alive clients of the CPU runs (8)")
     add("--open-panels", type=int, default=2000, help="idle event streams (2000; 0: skip)")
     add("--idle-seconds", type=float, default=30, help="CPU window of the open panels (30)")
     add("--out", default=str(ROOT / "bench" / "results.json"))
@@ -159,170 +163,6 @@ def _os_name() -> str:
     except OSError:
         pass
     return platform.system()
-
-
-def source_tree() -> dict:
-    """The commit measured, and whether the working tree differed from it."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(  # noqa: S603
-            ["git", *args],  # noqa: S607
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return done.stdout.rstrip("\n")
-
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines()]
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "subject": git("log", "-1", "--format=%s"),
-        # The benchmark's own files aside (the Makefile holds its target too).
-        "uncommitted": [
-            path
-            for path in changed
-            if not path.startswith("bench/") and path != "docs/benchmarks.md"
-        ],
-    }
-
-
-# --- the services --------------------------------------------------------------------------
-
-
-@dataclass
-class Running:
-    """The running services, and what the measuring steps need to know of them."""
-
-    services: list[Service]  # every process started, the simulator first
-    widget: Service
-    hello: Service
-    sim_info: dict  # what the simulator wrote at start: URL, accounts, live calls, dispositions
-    sim_pids: list[int]  # its gunicorn's master and worker
-    widget_url: str
-    hello_url: str
-    widget_workers: list[int]
-    hello_workers: list[int]
-    launch_secret: str
-    config: dict  # gunicorn.conf.py as resolved, the same for the widget and hello
-    passed_through: list[str]  # names only: a database URL may hold a password
-
-    @property
-    def sim_url(self) -> str:
-        return self.sim_info["url"]
-
-    @property
-    def calls(self) -> dict[str, dict]:
-        """The widget account's live calls, by agent."""
-        return self.sim_info["widget"]["calls"]
-
-    @property
-    def agents(self) -> list[str]:
-        return sorted(self.calls)
-
-    def panel_url(self, agent: str) -> str:
-        """A freshly signed launch link to `agent`'s panel, as the CRM opens it."""
-        call = self.calls[agent]
-        return self.widget_url + launch_path(call["ucid"], agent, call["did"], self.launch_secret)
-
-    def sim_stats(self) -> dict:
-        """The simulator's counts so far: requests by kind, mints by account."""
-        return json.loads(http_get(self.sim_url + "/sim/stats")[1])
-
-
-def start_services(args: argparse.Namespace, tmp: Path, services: list[Service]) -> Running:
-    """The simulator, then the widget and the hello app under the same gunicorn config; each
-    is appended to `services` as soon as it starts. Returns once every worker has forked."""
-    sim, sim_info = start_simulator(args, tmp, services)
-    sim_pids = [sim.proc.pid, *children(sim.proc.pid)]  # gunicorn's master and worker
-
-    # The widget and the hello app, the same gunicorn config.
-    launch_secret = secrets.token_hex(24)
-    widget_port, hello_port = free_port(), free_port()
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
-    base_env |= {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
-    base_env |= {
-        "WIDGET_CLOUDAGENT_URL": sim_info["url"],
-        "WIDGET_CLOUDAGENT_USERNAME": sim_info["widget"]["username"],
-        "WIDGET_CLOUDAGENT_API_KEY": sim_info["widget"]["api_key"],
-        "WIDGET_SECRET_KEY": secrets.token_hex(24),
-        "WIDGET_LAUNCH_SECRET": launch_secret,
-        "WIDGET_DATA_DIR": str(tmp / "widget-data"),
-        "WIDGET_SAVES_PER_MINUTE": "10000",
-        "WIDGET_ALLOW_INSECURE": "1",  # the simulator on loopback speaks http://
-        "WIDGET_TRUSTED_PROXIES": "127.0.0.1",  # the load tags its requests' ids
-    }
-    (tmp / "widget-data").mkdir()
-    widget_env = base_env | {"WIDGET_BIND": f"127.0.0.1:{widget_port}"}
-    hello_env = base_env | {"WIDGET_BIND": f"127.0.0.1:{hello_port}"}
-    config = gunicorn_config(widget_env)
-    if gunicorn_config(hello_env) != config:
-        sys.exit("bench: the widget and hello servers would not get the same gunicorn config")
-    widget = Service(
-        "widget gunicorn",
-        [GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"],
-        widget_env,
-        tmp / "widget.log",
-    )
-    hello = Service(
-        "hello gunicorn",
-        [GUNICORN, "-c", "gunicorn.conf.py", "bench.hello:app"],
-        hello_env,
-        tmp / "hello.log",
-    )
-    services += [widget, hello]
-    widget_url = f"http://127.0.0.1:{widget_port}"
-    hello_url = f"http://127.0.0.1:{hello_port}"
-    widget_workers = wait_gunicorn(widget, widget_url + "/healthz", config["workers"])
-    hello_workers = wait_gunicorn(hello, hello_url + "/hello", config["workers"])
-    return Running(
-        services=services,
-        widget=widget,
-        hello=hello,
-        sim_info=sim_info,
-        sim_pids=sim_pids,
-        widget_url=widget_url,
-        hello_url=hello_url,
-        widget_workers=widget_workers,
-        hello_workers=hello_workers,
-        launch_secret=launch_secret,
-        config=config,
-        passed_through=[k for k in PASS_THROUGH if k in os.environ],
-    )
-
-
-def start_simulator(
-    args: argparse.Namespace, tmp: Path, services: list[Service]
-) -> tuple[Service, dict]:
-    """The simulator, its own process (appended to `services`), and what it wrote once
-    serving: its URL, the accounts, the live calls (bench/simulator.py)."""
-    sim_info_path = tmp / "simulator.json"
-    sim = Service(
-        "simulator",
-        [
-            PY,
-            "-m",
-            "bench.simulator",
-            "--port",
-            str(free_port()),
-            "--latency",
-            str(args.latency),
-            "--agents",
-            str(max(args.agents, args.error_agents) + 2 * args.browser_loads + 20),
-            "--out",
-            str(sim_info_path),
-        ],
-        dict(os.environ),
-        tmp / "simulator.log",
-    )
-    services.append(sim)
-    deadline = time.monotonic() + 30
-    while not sim_info_path.exists():
-        sim.alive_or_die()
-        if time.monotonic() > deadline:
-            sys.exit(f"bench: the simulator did not start\n{sim.tail()}")
-        time.sleep(0.05)
-    return sim, json.loads(sim_info_path.read_text())
 
 
 def say_setup(m: dict, config: dict, latency: float) -> None:
@@ -467,6 +307,27 @@ def measure_browser(args: argparse.Namespace, running: Running, tmp: Path) -> di
     if done.returncode == 0:
         return json.loads((tmp / "browser-out.json").read_text())
     return {"skipped": f"the browser run failed ({done.returncode})"}
+
+
+def measure_cpu_outside(args: argparse.Namespace, tmp: Path, config: dict) -> dict:
+    """CPU per panel load, per hello request and per save, from outside (bench/outside.py):
+    its own simulator (latency 0), widget and hello, the same environment and worker count as
+    the servers measured before; or {"skipped": why}."""
+    if args.cpu_runs < 1:
+        return {"skipped": "--cpu-runs 0"}
+    say(
+        f"CPU per request: {args.cpu_runs} runs of {args.cpu_requests} requests from "
+        f"{args.cpu_clients} clients, CloudAgent answering at once"
+    )
+    (tmp / "cpu").mkdir()
+    try:
+        result = outside.run(None, args.cpu_requests, args.cpu_clients, args.cpu_runs, tmp / "cpu")
+    except outside.Failed as error:
+        return {"skipped": f"failed: {error}"}
+    if result["gunicorn_config"] != config:
+        sys.exit("bench: the CPU step's servers did not get the throughput step's config")
+    say(outside.table(result))
+    return result
 
 
 def collect(running: Running, results: dict) -> None:

@@ -33,7 +33,7 @@ def test_the_benchmark_runs_and_its_load_free_figures_hold(tmp_path):
     out = tmp_path / "results.json"
     tiny = "--runs 1 --duration 1 --agents 10 --saves-per-agent 2 --rounds 1"
     tiny += " --error-agents 10 --error-saves 20 --no-browser --diagnostic"
-    tiny += " --open-panels 20 --idle-seconds 1"
+    tiny += " --open-panels 20 --idle-seconds 1 --cpu-runs 1 --cpu-requests 200"
     done = run_module("bench", *tiny.split(), "--out", str(out), timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -52,6 +52,14 @@ def test_the_benchmark_runs_and_its_load_free_figures_hold(tmp_path):
     assert side["requests"] == 20 and side["audit_p50_ms"] > 0
     assert table["save overhead p50 (10 agents)"]["met"] in ("yes", "NO")
     assert table["first panel load"]["measured"] == "not measured: --no-browser"
+    # The CPU figures, on servers of their own with the throughput step's worker count.
+    cpu = results["cpu_outside"]
+    assert cpu["gunicorn_config"] == results["gunicorn_config"]
+    assert cpu["save_ms"]["median"] > 0 and cpu["panel_ms"]["median"] > 0
+    assert table["widget CPU per panel load ÷ per hello request"]["met"] in ("yes", "NO")
+    assert table["widget CPU per save"]["met"] in ("yes", "NO")
+    at50 = "save overhead p50 / p99 at 50 agents (≈ 170 saves/s)"
+    assert table[at50]["measured"] == "not measured: --diagnostic without 50"
     panels = results["open_panels"]
     assert panels["streams"] == 20 and panels["delivery_max_ms"] >= 0
 
@@ -69,4 +77,54 @@ def test_the_in_process_cpu_table_runs():
         "panel, not compressed, no log line",
         "save (CloudAgent answers at once)",
     }
+    assert all(float(value.removesuffix(" ms")) > 0 for value in rows.values())
+
+
+def test_cpu_ticks_are_read_past_a_command_name_with_spaces_and_parentheses():
+    from bench.common import stat_parent, stat_ticks
+
+    # pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
+    # stime cutime cstime ...: children's time (cutime, cstime) is not the process's own.
+    stat = "4242 (gunicorn: worker [x) (y)]) S 4200 4200 1 0 -1 4194560 10 0 0 0 137 42 9 9 20"
+    assert stat_ticks(stat) == 137 + 42
+    assert stat_parent(stat) == 4200
+
+
+def test_a_server_tree_is_its_master_and_every_process_below():
+    from bench.common import descendants
+
+    parents = {1: 0, 100: 1, 101: 100, 102: 100, 103: 102, 200: 1, 201: 200}
+    assert descendants(100, parents) == [100, 101, 102, 103]
+    assert descendants(201, parents) == [201]
+
+
+def test_answers_are_read_as_the_browser_reads_them():
+    import gzip
+    import zlib
+
+    import brotli
+
+    from bench.outside import Failed, decoded
+
+    page = b"<div data-outcome='queued'>" * 50
+    assert decoded({"content-encoding": "gzip"}, gzip.compress(page)) == page
+    assert decoded({"content-encoding": "deflate"}, zlib.compress(page)) == page
+    assert decoded({"content-encoding": "br"}, brotli.compress(page)) == page
+    assert decoded({}, page) == page
+    with pytest.raises(Failed):
+        decoded({"content-encoding": "zstd"}, page)
+
+
+def test_the_outside_cpu_table_runs():
+    done = run_module(
+        "bench.outside", "--runs", "1", "--requests", "200", "--workers", "2", timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 workers" in done.stdout
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and " ms" in line.split(" | ")[1]
+    }
+    assert set(rows) == {"hello CPU per request", "panel CPU per request", "save CPU per request"}
     assert all(float(value.removesuffix(" ms")) > 0 for value in rows.values())
