@@ -18,7 +18,7 @@ if worker_class not in ("asgi", "gthread"):
 workers = int(os.environ.get("WIDGET_WORKERS", "4"))
 # A save waits ~0.3 s on CloudAgent: 200 agents saving at once need ~200 threads in flight.
 _threads = int(os.environ.get("WIDGET_THREADS", "64"))
-threads = _threads if worker_class == "gthread" else 1  # asgi: a2wsgi's pool (wsgi.py)
+threads = _threads if worker_class == "gthread" else 1  # asgi: the bridge's pool (wsgi.py)
 # Open connections per worker, event streams included: 2,000 open panels on 2 workers with
 # room for saves and reconnects (each is one file descriptor: `ulimit -n` above the total).
 worker_connections = int(os.environ.get("WIDGET_WORKER_CONNECTIONS", "2500"))

@@ -2,8 +2,8 @@
 
 Called with (environ, start_response) it is the Flask app (gthread, the tests' werkzeug);
 called with (scope, receive, send) it is ASGI (the `asgi` worker): the events stream is a
-coroutine here, everything else goes to Flask through a2wsgi's thread pool, the same
-WIDGET_THREADS threads per process that gthread gave it. Attributes not its own are Flask's,
+coroutine here, everything else goes to Flask in a pool of threads (webapp.push.bridge), the
+same WIDGET_THREADS threads per process that gthread gave it. Attributes not its own are Flask's,
 so `app.extensions`, `app.config` and the CLI see the app as before.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from a2wsgi import WSGIMiddleware
 from flask import Flask
 
+from .bridge import ThreadedWSGI
 from .hub import Hub
 from .stream import PATH, Receive, Scope, Send, serve
 
@@ -27,7 +27,7 @@ class Router:
         self.threads = threads
         self.settings = flask_app.config["WIDGET"]
         self.hub: Hub | None = None
-        self._wsgi: WSGIMiddleware | None = None
+        self._wsgi: ThreadedWSGI | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.flask_app, name)
@@ -45,7 +45,7 @@ class Router:
             await serve(scope, receive, send, self.hub, self.settings)
         elif kind == "http":
             if self._wsgi is None:
-                self._wsgi = WSGIMiddleware(self.flask_app, workers=self.threads)
+                self._wsgi = ThreadedWSGI(self.flask_app, self.threads)
             await self._wsgi(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -1,0 +1,207 @@
+"""The Flask app under the asgi worker (webapp/push/bridge.py): the request's body read whole
+in the loop, the answer gathered whole in a thread, one start and one body sent; bodies over
+every limit answered by the app's own 413; a client gone before its body was whole, nothing.
+Then the same on the production server: a save sent chunked, an oversized save and event."""
+
+import asyncio
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from tests.helpers import DID, hidden_value, launch_path
+from webapp.push.bridge import MAX_BODY, ThreadedWSGI
+from webapp.simulator import Simulator, start_server
+
+EVENTS_TOKEN = "events-token-for-bridge-tests-0123456789"
+
+
+def run(app, scope, messages):
+    """The ASGI messages `app` (a ThreadedWSGI) sends for `scope`, given the request's
+    `messages`; and the environ the WSGI app saw (None if it was not called)."""
+    sent = []
+    incoming = list(messages)
+
+    async def receive():
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def http_scope(method="GET", path="/x", query=b"", headers=()):
+    return {
+        "type": "http", "method": method, "path": path, "query_string": query,
+        "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000),
+        "client": ("10.0.0.7", 50123), "root_path": "", "headers": list(headers),
+    }  # fmt: skip
+
+
+class Recorder:
+    """A WSGI app that keeps its environ and body and answers in pieces, write() included."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, environ, start_response):
+        body = environ["wsgi.input"].read()
+        self.calls.append((environ, body))
+        write = start_response("201 Created", [("X-Thing", "one"), ("Content-Type", "text/plain")])
+        write(b"first,")
+        return [b"second,", b"third"]
+
+
+def test_the_answer_goes_out_whole_as_one_start_and_one_body():
+    recorder = Recorder()
+    sent = run(ThreadedWSGI(recorder, 2), http_scope(), [{"type": "http.request", "body": b""}])
+    assert sent == [
+        {
+            "type": "http.response.start",
+            "status": 201,
+            "headers": [(b"x-thing", b"one"), (b"content-type", b"text/plain")],
+        },
+        {"type": "http.response.body", "body": b"first,second,third"},
+    ]
+
+
+def test_the_environ_is_what_a_wsgi_server_gives():
+    recorder = Recorder()
+    headers = [
+        (b"content-type", b"application/x-www-form-urlencoded"),
+        (b"content-length", b"7"),
+        (b"x-request-id", b"abc"),
+        (b"accept", b"text/html"),
+        (b"accept", b"*/*"),
+    ]
+    scope = http_scope("POST", "/disposition/save", b"a=1&b=%20", headers)
+    run(ThreadedWSGI(recorder, 2), scope, [{"type": "http.request", "body": b"x=1&y=2"}])
+    [(environ, body)] = recorder.calls
+    assert body == b"x=1&y=2"
+    assert {k: environ[k] for k in (
+        "REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT",
+        "SERVER_PROTOCOL", "REMOTE_ADDR", "CONTENT_TYPE", "CONTENT_LENGTH", "HTTP_X_REQUEST_ID",
+        "HTTP_ACCEPT", "SCRIPT_NAME",
+    )} == {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/disposition/save", "QUERY_STRING": "a=1&b=%20",
+        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.7", "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": "7", "HTTP_X_REQUEST_ID": "abc", "HTTP_ACCEPT": "text/html,*/*",
+        "SCRIPT_NAME": "",
+    }  # fmt: skip
+    assert environ["wsgi.url_scheme"] == "http" and environ["wsgi.multithread"] is True
+
+
+def test_a_body_in_pieces_sent_chunked_is_read_whole():
+    recorder = Recorder()
+    pieces = [
+        {"type": "http.request", "body": b"one,", "more_body": True},
+        {"type": "http.request", "body": b"two,", "more_body": True},
+        {"type": "http.request", "body": b"three", "more_body": False},
+    ]
+    run(ThreadedWSGI(recorder, 2), http_scope("POST"), pieces)
+    [(environ, body)] = recorder.calls
+    assert body == b"one,two,three" and environ["wsgi.input_terminated"] is True
+
+
+def test_past_the_cap_the_rest_of_a_body_is_never_read():
+    recorder = Recorder()
+    chunk = b"x" * 10_000
+    endless = [{"type": "http.request", "body": chunk, "more_body": True}] * 100  # ~1 MB
+    run(ThreadedWSGI(recorder, 2), http_scope("POST"), endless)
+    [(environ, body)] = recorder.calls
+    assert len(body) == MAX_BODY + 1  # over every route's limit: the app answers 413
+
+
+def test_a_client_gone_before_its_body_was_whole_gets_nothing_and_runs_nothing():
+    recorder = Recorder()
+    cut = [{"type": "http.request", "body": b"disposition=Sa", "more_body": True}]
+    sent = run(ThreadedWSGI(recorder, 2), http_scope("POST"), cut)  # then http.disconnect
+    assert sent == [] and recorder.calls == []
+
+
+# -- on the production server (gunicorn's asgi worker) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(production_server, quiet_werkzeug):
+    simulator = Simulator()
+    upstream = start_server(simulator)
+    try:
+        server = production_server(
+            upstream.url, name="bridge", workers=1, WIDGET_EVENTS_TOKEN=EVENTS_TOKEN
+        )
+        server.simulator = simulator
+        yield server
+    finally:
+        upstream.stop()
+
+
+def panel_form(server, ucid):
+    html = requests.get(server.url + launch_path(ucid), timeout=30).text
+    return {
+        "context": hidden_value(html, "context"),
+        "csrf_token": hidden_value(html, "csrf_token"),
+        "disposition": "Interested",
+        "comments": "sent chunked",
+        "pause_reason": "",
+    }
+
+
+def test_a_save_sent_chunked_is_read_and_queued(server):
+    ucid = server.simulator.start_call("agent1", DID).ucid
+    body = urlencode(panel_form(server, ucid))
+
+    def pieces():  # a generator body: requests sends it chunked, with no Content-Length
+        yield body[:20].encode()
+        yield body[20:].encode()
+
+    answer = requests.post(
+        server.url + "/disposition/save",
+        data=pieces(),
+        headers={"HX-Request": "true", "Content-Type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+    assert answer.status_code == 200 and 'data-outcome="queued"' in answer.text, answer.text
+
+
+@pytest.mark.parametrize("size", [20 * 1024, 2 * MAX_BODY])
+def test_an_oversized_save_gets_the_apps_own_413_and_nothing_is_sent(server, size):
+    ucid = server.simulator.start_call("agent1", DID).ucid
+    form = panel_form(server, ucid) | {"comments": "x" * size}
+    asked = server.simulator.stats()["requests"]["Set"]
+    answer = requests.post(
+        server.url + "/disposition/save", data=form, headers={"HX-Request": "true"}, timeout=30
+    )
+    assert answer.status_code == 413
+    assert "X-Request-ID" in answer.headers  # the app's answer, through its logging and headers
+    assert server.simulator.stats()["requests"]["Set"] == asked  # no Set sent
+
+
+def test_an_oversized_save_sent_chunked_is_read_to_the_limit_and_refused(server):
+    # No Content-Length to refuse it by: werkzeug reads the form up to the app's 16 KiB, as
+    # under gunicorn's gthread worker, and the comments found are too long.
+    ucid = server.simulator.start_call("agent1", DID).ucid
+    body = urlencode(panel_form(server, ucid) | {"comments": "x" * 2 * MAX_BODY}).encode()
+    asked = server.simulator.stats()["requests"]["Set"]
+    answer = requests.post(
+        server.url + "/disposition/save",
+        data=iter([body[:1000], body[1000:]]),
+        headers={"HX-Request": "true", "Content-Type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+    assert answer.status_code == 422 and 'data-outcome="invalid"' in answer.text
+    assert "comments" in answer.text.lower()
+    assert server.simulator.stats()["requests"]["Set"] == asked
+
+
+def test_an_oversized_event_gets_the_receivers_413(server):
+    answer = requests.post(
+        f"{server.url}/cloudagent/events/{EVENTS_TOKEN}/call",
+        data=b"{" + b" " * (2 * MAX_BODY) + b"}",
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert answer.status_code == 413 and answer.json() == {"result": "too_large"}

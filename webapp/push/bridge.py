@@ -1,0 +1,128 @@
+"""The Flask app called from the asgi worker's event loop: one hand-off to a thread per request.
+
+The loop reads the request's body, a pool thread runs the app and gathers its whole answer,
+and the loop sends it: one trip to the thread and one back. a2wsgi, which this replaces, sent
+each piece of the answer (its start, each chunk, its end) and read each piece of the body
+through its own trip between the threads, each waking the other: under load those trips cost
+the worker more CPU than the panel's own work (docs/benchmarks.md, "Where the time goes").
+
+Whole answers suit this app: none of its answers streams (the one stream, the call's events,
+is a coroutine of its own, webapp.push.stream). A body is read up to MAX_BODY bytes; the app
+is then given what was read, and refuses what is over its own limit (16 KiB for agents'
+forms, 64 KiB for CloudAgent's events) with its own 413 answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .stream import Receive, Scope, Send
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# Above every route's own limit, so that the app sees a body over its limit and answers 413.
+MAX_BODY = 128 * 1024
+
+
+class ThreadedWSGI:
+    """ASGI `http` requests to a WSGI app run in a pool of `threads` threads."""
+
+    def __init__(self, app: WSGIApp, threads: int) -> None:
+        self.app = app
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _body(receive)
+        if body is None:  # the client went before its request was whole: nobody to answer
+            return
+        environ = _environ(scope, body)
+        loop = asyncio.get_running_loop()
+        status, headers, chunks = await loop.run_in_executor(self.executor, self._run, environ)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"".join(chunks)})
+
+    def _run(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], list[bytes]]:
+        """In a pool thread: the app's status, headers and body."""
+        chunks: list[bytes] = []
+        started: list[Any] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
+            if exc_info is not None and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, headers]
+            return chunks.append  # WSGI's write()
+
+        answer = self.app(environ, start_response)
+        try:
+            chunks.extend(answer)
+        finally:
+            close = getattr(answer, "close", None)
+            if close is not None:
+                close()
+        status, headers = started
+        return (
+            int(status[:3]),
+            [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers],
+            chunks,
+        )
+
+
+async def _body(receive: Receive) -> bytes | None:
+    """The request's body, at most MAX_BODY + 1 bytes of it (the rest is never read); None
+    when the client went first."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            return None
+        part = message.get("body", b"")
+        parts.append(part)
+        size += len(part)
+        if not message.get("more_body", False) or size > MAX_BODY:
+            break
+    return b"".join(parts)[: MAX_BODY + 1]
+
+
+def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
+    """PEP 3333's environ for an ASGI http scope, as a WSGI server builds it."""
+    script_name = scope.get("root_path", "").encode("utf-8").decode("latin-1")
+    path = scope["path"].encode("utf-8").decode("latin-1")
+    if script_name and path.startswith(script_name):
+        path = path[len(script_name) :]
+    server = scope.get("server") or ("localhost", 80)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path,
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1] or 0),
+        "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        # The body is read and bounded: werkzeug may read it without a Content-Length (sent
+        # chunked), and holds it to the route's own limit as it reads.
+        "wsgi.input_terminated": True,
+    }
+    client = scope.get("client")
+    if client:
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        if name not in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+            name = "HTTP_" + name
+        value = raw_value.decode("latin-1")
+        environ[name] = environ[name] + "," + value if name in environ else value
+    return environ
