@@ -15,9 +15,11 @@ import glob
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -403,6 +405,101 @@ class GunicornServer:
                     self.proc.wait(timeout=10)
         finally:
             self._log.close()
+
+
+# -- the push channel on a production server ---------------------------------------------------
+
+
+def events_url(server_url: str, ucid: str) -> tuple[str, str]:
+    """A panel opened on the server as the iframe does: its event stream's URL (the page's
+    data-events), and the page."""
+    page = requests.get(server_url + launch_path(ucid), timeout=60)
+    assert page.status_code == 200, page.text[:300]
+    html = page.text
+    start = html.index('data-events="') + len('data-events="')
+    return server_url + html[start : html.index('"', start)].replace("&amp;", "&"), html
+
+
+class EventStream:
+    """A panel's open event stream, read in a thread: its messages as (event, id, data).
+    Once the constructor returns the server has registered the stream (it does so before it
+    answers), so an event posted from then on reaches it."""
+
+    def __init__(self, url: str, timeout: float = 60.0, **headers: str) -> None:
+        self.timeout = timeout
+        self.response = requests.get(url, stream=True, timeout=timeout, headers=headers)
+        assert self.response.status_code == 200, self.response.text
+        self.messages: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        fields: dict[str, str] = {}
+        try:
+            for line in self.response.iter_lines(decode_unicode=True):
+                if line:
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+                elif "data" in fields:
+                    self.messages.put(
+                        (
+                            time.monotonic(),
+                            fields["event"],
+                            int(fields["id"]),
+                            json.loads(fields["data"]),
+                        )
+                    )
+                    fields = {}
+                else:
+                    fields = {}
+        except (requests.RequestException, OSError, AttributeError, ValueError):  # closed
+            pass
+
+    def next_timed(self) -> tuple[float, str, int, dict]:
+        """The next message and when it arrived (time.monotonic())."""
+        return self.messages.get(timeout=self.timeout)
+
+    def next(self) -> tuple[str, int, dict]:
+        return self.next_timed()[1:]
+
+    def close(self) -> None:
+        """Closed at once: the reader thread, blocked in a read until the next heartbeat
+        (15 s), holds the response's buffer, so the socket is shut down under it first."""
+        sock = getattr(self.response.raw.connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.response.close()
+
+
+def two_push_instances(
+    start: Callable[..., GunicornServer],
+    upstream_url: str,
+    *,
+    redis_url: str,
+    database_url: str,
+    events_token: str,
+    workers: int = 2,
+    **settings: str,
+) -> list[GunicornServer]:
+    """Two instances as behind a load balancer, with the push channel on: gunicorn's asgi
+    worker from gunicorn.conf.py, `workers` each, sharing one Redis and one PostgreSQL.
+    `start` is the production_server fixture."""
+    return [
+        start(
+            upstream_url,
+            name=name,
+            workers=workers,
+            probe="/readyz",
+            WIDGET_INSTANCE_NAME=name,
+            WIDGET_WORKERS=str(workers),
+            WIDGET_REDIS_URL=redis_url,
+            WIDGET_DATABASE_URL=database_url,
+            WIDGET_EVENTS_TOKEN=events_token,
+            WIDGET_WRAPUP_SECONDS="120",
+            **settings,
+        )
+        for name in ("widget-a", "widget-b")
+    ]
 
 
 # -- the panel in a browser (Playwright's page and frame objects) ------------------------------
