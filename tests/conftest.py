@@ -3,16 +3,22 @@ the app with the tests' settings, and helpers bound to them (tests/helpers.py ho
 plain functions and classes behind them)."""
 
 import logging
+import os
 
 import pytest
 
 from tests.helpers import (
     DID,
     READ_TIMEOUT,
+    REDIS_SERVER,
     Clock,
     GunicornServer,
     Panels,
+    PostgresServer,
+    RedisServer,
+    pg_bindir,
     server_env,
+    shared_state_missing,
     widget_env,
 )
 from webapp import create_app
@@ -148,3 +154,39 @@ def quiet_werkzeug():
     logger.setLevel(logging.WARNING)
     yield
     logger.setLevel(level)
+
+
+# -- real Redis and PostgreSQL (tests/shared, and the browser tests across two instances) ----
+
+
+def _running_redis():
+    if not os.access(REDIS_SERVER, os.X_OK):
+        shared_state_missing(f"no {REDIS_SERVER} (Debian: apt-get install redis-server)")
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    yield from _running_redis()
+
+
+@pytest.fixture(scope="module")
+def own_redis_server():
+    """A Redis server of the module's own, which its tests may kill and start again."""
+    yield from _running_redis()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    bindir = pg_bindir()
+    if bindir is None or not (bindir / "postgres").exists():
+        shared_state_missing("no PostgreSQL server binaries (Debian: apt-get install postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        shared_state_missing("psycopg is not installed (make test installs it)")
+    server = PostgresServer(bindir)
+    yield server
+    server.stop()

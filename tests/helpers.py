@@ -10,14 +10,21 @@ by name.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import logging
 import os
+import queue
 import re
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -400,6 +407,101 @@ class GunicornServer:
             self._log.close()
 
 
+# -- the push channel on a production server ---------------------------------------------------
+
+
+def events_url(server_url: str, ucid: str) -> tuple[str, str]:
+    """A panel opened on the server as the iframe does: its event stream's URL (the page's
+    data-events), and the page."""
+    page = requests.get(server_url + launch_path(ucid), timeout=60)
+    assert page.status_code == 200, page.text[:300]
+    html = page.text
+    start = html.index('data-events="') + len('data-events="')
+    return server_url + html[start : html.index('"', start)].replace("&amp;", "&"), html
+
+
+class EventStream:
+    """A panel's open event stream, read in a thread: its messages as (event, id, data).
+    Once the constructor returns the server has registered the stream (it does so before it
+    answers), so an event posted from then on reaches it."""
+
+    def __init__(self, url: str, timeout: float = 60.0, **headers: str) -> None:
+        self.timeout = timeout
+        self.response = requests.get(url, stream=True, timeout=timeout, headers=headers)
+        assert self.response.status_code == 200, self.response.text
+        self.messages: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        fields: dict[str, str] = {}
+        try:
+            for line in self.response.iter_lines(decode_unicode=True):
+                if line:
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+                elif "data" in fields:
+                    self.messages.put(
+                        (
+                            time.monotonic(),
+                            fields["event"],
+                            int(fields["id"]),
+                            json.loads(fields["data"]),
+                        )
+                    )
+                    fields = {}
+                else:
+                    fields = {}
+        except (requests.RequestException, OSError, AttributeError, ValueError):  # closed
+            pass
+
+    def next_timed(self) -> tuple[float, str, int, dict]:
+        """The next message and when it arrived (time.monotonic())."""
+        return self.messages.get(timeout=self.timeout)
+
+    def next(self) -> tuple[str, int, dict]:
+        return self.next_timed()[1:]
+
+    def close(self) -> None:
+        """Closed at once: the reader thread, blocked in a read until the next heartbeat
+        (15 s), holds the response's buffer, so the socket is shut down under it first."""
+        sock = getattr(self.response.raw.connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.response.close()
+
+
+def two_push_instances(
+    start: Callable[..., GunicornServer],
+    upstream_url: str,
+    *,
+    redis_url: str,
+    database_url: str,
+    events_token: str,
+    workers: int = 2,
+    **settings: str,
+) -> list[GunicornServer]:
+    """Two instances as behind a load balancer, with the push channel on: gunicorn's asgi
+    worker from gunicorn.conf.py, `workers` each, sharing one Redis and one PostgreSQL.
+    `start` is the production_server fixture."""
+    return [
+        start(
+            upstream_url,
+            name=name,
+            workers=workers,
+            probe="/readyz",
+            WIDGET_INSTANCE_NAME=name,
+            WIDGET_WORKERS=str(workers),
+            WIDGET_REDIS_URL=redis_url,
+            WIDGET_DATABASE_URL=database_url,
+            WIDGET_EVENTS_TOKEN=events_token,
+            WIDGET_WRAPUP_SECONDS="120",
+            **settings,
+        )
+        for name in ("widget-a", "widget-b")
+    ]
+
+
 # -- the panel in a browser (Playwright's page and frame objects) ------------------------------
 
 
@@ -518,6 +620,212 @@ def assert_accessible_and_narrow(frame_element, width: int, shoot, name: str) ->
     )
     assert overflow <= 0, f"horizontal scroll of {overflow}px at {width}px"
     shoot(frame_element, name)
+
+
+# -- real Redis and PostgreSQL servers (tests/conftest.py's fixtures) -----------------------
+
+
+def shared_state_missing(what):
+    """Skip loudly on a developer's machine without the servers; fail under CI=true."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what}: required under CI (.ci/run installs it)")
+    pytest.skip(f"SHARED-STATE TESTS SKIPPED: {what}")
+
+
+def wait_started(check, what, timeout, proc, log_path):
+    """Until `check()` is true, or fail with the server's log once it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.05)
+    output = Path(log_path).read_text(errors="replace")[-3000:]
+    pytest.fail(f"{what} did not start (exit {proc.poll()}):\n{output}")
+
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class RedisServer:
+    """redis-server on a loopback port, with no persistence: a restart loses everything,
+    which is the worst case the service must survive."""
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="widget-redis-"))
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log_path = self.dir / "redis.log"
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.dir),
+                "--save", "",
+                "--appendonly", "no",
+                "--daemonize", "no",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_started(lambda: self.client().ping(), "redis-server", 60, self.proc, log_path)
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=2)
+
+    def kill(self):
+        """Gone at once, as in a crash: no save, no goodbye to the clients."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._log.close()
+
+    def restart(self):
+        self.kill()
+        self.start()
+
+    def stop(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def pg_bindir():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_pg_version)
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _pg_version(path):
+    part = Path(path).parts[-3]
+    return int(part) if part.isdigit() else 0
+
+
+class PostgresServer:
+    """A throw-away cluster: initdb in a temporary folder, trust auth on loopback, no fsync.
+    PostgreSQL refuses to run as root: as root it runs as the `postgres` user."""
+
+    def __init__(self, bindir):
+        self.bindir = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="widget-pg-"))
+        self.port = free_port()
+        self.as_user = []
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                account = pwd.getpwnam("postgres")
+            except KeyError:
+                shared_state_missing("running as root and no 'postgres' user to run PostgreSQL as")
+            os.chown(self.dir, account.pw_uid, account.pw_gid)
+            # setpriv execs postgres itself (no parent in between), so signals reach it.
+            self.as_user = [
+                "setpriv",
+                f"--reuid={account.pw_uid}",
+                f"--regid={account.pw_gid}",
+                "--clear-groups",
+                "--",
+            ]
+        data = self.dir / "data"
+        done = subprocess.run(
+            [
+                *self.as_user,
+                str(bindir / "initdb"),
+                "-D", str(data),
+                "-U", "postgres",
+                "--auth=trust",
+                "-E", "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            pytest.fail(f"initdb failed:\n{done.stdout}\n{done.stderr}")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log_path = self.dir / "postgres.log"
+        self._log = open(log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                *self.as_user,
+                str(self.bindir / "postgres"),
+                "-D", str(self.dir / "data"),
+                "-k", str(self.dir),
+                "-p", str(self.port),
+                "-c", "listen_addresses=127.0.0.1",
+                "-c", "fsync=off",
+                "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off",
+                "-c", "max_connections=300",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_started(self._ready, "postgres", 120, self.proc, log_path)
+
+    def url(self, database="postgres"):
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def connect(self, database="postgres"):
+        import psycopg
+
+        return psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname={database}",
+            autocommit=True,
+            connect_timeout=3,
+        )
+
+    def _ready(self):
+        with self.connect() as conn:
+            conn.execute("SELECT 1")
+        return True
+
+    def create_database(self):
+        name = f"widget_{uuid.uuid4().hex[:12]}"
+        with self.connect() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def block(self, database):
+        """The database goes away: no new connections, every open one terminated."""
+        with self.connect() as conn:
+            conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (database,),
+            )
+
+    def unblock(self, database):
+        with self.connect() as conn:
+            conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            # SIGINT: postgres' fast shutdown.
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # -- token conflicts: the rule both token stores keep ------------------------------------------

@@ -13,7 +13,14 @@ from flask import Flask, request
 from markupsafe import escape
 from werkzeug.serving import make_server
 
-from tests.helpers import DID, LAUNCH_SECRET, ROOT, marked_block, widget_env
+from tests.helpers import (
+    DID,
+    LAUNCH_SECRET,
+    ROOT,
+    marked_block,
+    two_push_instances,
+    widget_env,
+)
 from webapp import create_app
 from webapp.panel.launch import sign, signed_query
 from webapp.simulator import ServerThread, Simulator, SimulatorServer, start_server
@@ -236,22 +243,37 @@ def shoot():
 
 class LiveSites:
     """The CRM on loopback (werkzeug) and the widget on another site served as in production:
-    gunicorn's asgi worker (two workers), so the panel's live event stream is there too."""
+    gunicorn's asgi worker (two workers), so the panel's live event stream is there too.
+    With `redis` and `database_url`: two such instances on one Redis and one PostgreSQL, the
+    first serving the panels (`widget`), the second (`other_widget_server`) taking what
+    CloudAgent posts, as a load balancer may send it."""
 
-    def __init__(self, simulator_server: SimulatorServer, production_server):
+    def __init__(self, simulator_server: SimulatorServer, production_server, *, redis=None,
+                 database_url=None):  # fmt: skip
         self.sim = simulator_server
         self.server = make_server("127.0.0.1", 0, self, threaded=True)
         self.crm = f"http://crm.test:{self.server.port}"
         self.evil = f"http://evil.test:{self.server.port}"
-        self.widget_server = production_server(
-            simulator_server.url,
-            name="live-widget",
-            workers=2,
-            WIDGET_WORKERS="2",
-            WIDGET_FRAME_ANCESTORS=self.crm,
-            WIDGET_EVENTS_TOKEN=EVENTS_TOKEN,
-            WIDGET_WRAPUP_SECONDS="120",
-        )
+        if redis is None:
+            self.widget_server = production_server(
+                simulator_server.url,
+                name="live-widget",
+                workers=2,
+                WIDGET_WORKERS="2",
+                WIDGET_FRAME_ANCESTORS=self.crm,
+                WIDGET_EVENTS_TOKEN=EVENTS_TOKEN,
+                WIDGET_WRAPUP_SECONDS="120",
+            )
+            self.other_widget_server = None
+        else:
+            self.widget_server, self.other_widget_server = two_push_instances(
+                production_server,
+                simulator_server.url,
+                redis_url=redis.url,
+                database_url=database_url,
+                events_token=EVENTS_TOKEN,
+                WIDGET_FRAME_ANCESTORS=self.crm,
+            )
         self.widget = self.widget_server.url.replace("127.0.0.1", "widget.test")
         self.crm_app = host_app(self)
         self.running = ServerThread(self.server)
@@ -269,18 +291,37 @@ def live_sites(production_server):
     upstream.stop()
 
 
-@pytest.fixture
-def cloudagent_says_live(live_sites):
-    """CloudAgent posting to the production widget's receivers (any of its workers)."""
+@pytest.fixture(scope="module")
+def live_sites_on_redis(production_server, own_redis_server, postgres_server):
+    """Two production instances on one Redis and one PostgreSQL (LiveSites)."""
+    upstream = start_server(Simulator())
+    database = postgres_server.url(postgres_server.create_database())
+    sites = LiveSites(upstream, production_server, redis=own_redis_server, database_url=database)
+    yield sites
+    sites.running.stop()
+    upstream.stop()
+
+
+def _poster(server):
+    """CloudAgent posting to a production widget's receivers (any of its workers)."""
     import requests
 
     def post(kind, payload):
         answer = requests.post(
-            f"{live_sites.widget_server.url}/cloudagent/events/{EVENTS_TOKEN}/{kind}",
-            json=payload,
-            timeout=60,
+            f"{server.url}/cloudagent/events/{EVENTS_TOKEN}/{kind}", json=payload, timeout=60
         )
         assert answer.status_code == 200 and answer.json()["result"] == "accepted", answer.text
         return answer
 
     return post
+
+
+@pytest.fixture
+def cloudagent_says_live(live_sites):
+    return _poster(live_sites.widget_server)
+
+
+@pytest.fixture
+def cloudagent_says_to_the_other_instance(live_sites_on_redis):
+    """CloudAgent posting to the instance that does not serve the panel."""
+    return _poster(live_sites_on_redis.other_widget_server)
