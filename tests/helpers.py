@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -398,6 +399,52 @@ class GunicornServer:
                     self.proc.wait(timeout=10)
         finally:
             self._log.close()
+
+
+class EventStream:
+    """An open event stream (GET /disposition/events) read in a thread: its messages as
+    (event, id, data); `ended` is set once the server has ended it (or it broke)."""
+
+    def __init__(self, url: str, timeout: float = 60.0, **headers: str) -> None:
+        self.timeout = timeout
+        self.response = requests.get(url, stream=True, timeout=timeout, headers=headers)
+        self.messages: queue.Queue = queue.Queue()
+        self.ended = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        fields: dict[str, str] = {}
+        try:
+            for line in self.response.iter_lines(decode_unicode=True):
+                if line:
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+                elif "data" in fields:
+                    self.messages.put(
+                        (fields["event"], int(fields.get("id") or 0), json.loads(fields["data"]))
+                    )
+                    fields = {}
+                else:
+                    fields = {}
+        except (requests.RequestException, OSError, AttributeError, ValueError):  # closed
+            pass
+        finally:
+            self.ended.set()
+
+    def next(self) -> tuple[str, int, dict]:
+        return self.messages.get(timeout=self.timeout)
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def stream_url(server_url: str, ucid: str) -> str:
+    """Open a panel on the production server: the URL of its event stream (data-events)."""
+    page = requests.get(server_url + launch_path(ucid), timeout=60)
+    assert page.status_code == 200, page.text[:300]
+    html = page.text
+    start = html.index('data-events="') + len('data-events="')
+    return server_url + html[start : html.index('"', start)].replace("&amp;", "&")
 
 
 # -- the panel in a browser (Playwright's page and frame objects) ------------------------------

@@ -3,15 +3,12 @@ open panel's event stream gets its call's Disconnect and summary posted to the r
 whichever worker took the post; an expired or forged context gets no stream; a reconnect
 with Last-Event-ID gets only what is newer."""
 
-import json
-import queue
-import threading
 import time
 
 import pytest
 import requests
 
-from tests.helpers import DID, launch_path
+from tests.helpers import DID, EventStream, launch_path
 from webapp.simulator import Simulator, start_server
 
 WORKERS = 2
@@ -51,38 +48,6 @@ def call_summary(ucid, disposition="Interested"):
     }  # fmt: skip
 
 
-class Events:
-    """An open event stream read in a thread: its messages as (event, id, data)."""
-
-    def __init__(self, url, **headers):
-        self.response = requests.get(url, stream=True, timeout=WAIT, headers=headers)
-        self.messages: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        fields = {}
-        try:
-            for line in self.response.iter_lines(decode_unicode=True):
-                if line:
-                    name, _, value = line.partition(": ")
-                    fields[name] = value
-                elif "data" in fields:
-                    self.messages.put(
-                        (fields["event"], int(fields["id"]), json.loads(fields["data"]))
-                    )
-                    fields = {}
-                else:
-                    fields = {}
-        except (requests.RequestException, OSError, AttributeError, ValueError):  # closed
-            pass
-
-    def next(self):
-        return self.messages.get(timeout=WAIT)
-
-    def close(self):
-        self.response.close()
-
-
 def open_panel(server, ucid):
     page = requests.get(server.url + launch_path(ucid), timeout=WAIT)
     assert page.status_code == 200
@@ -113,8 +78,8 @@ def test_every_open_panel_of_the_call_hears_of_its_disconnect_and_summary_on_any
     url, _ = open_panel(server, ucid)
     # More streams than workers: with reuse_port the kernel spreads them, and each post
     # below lands on one worker; every stream must hear it all the same.
-    streams = [Events(url) for _ in range(6)]
-    other = Events(open_panel(server, "PUSH-LIVE-OTHER")[0])
+    streams = [EventStream(url) for _ in range(6)]
+    other = EventStream(open_panel(server, "PUSH-LIVE-OTHER")[0])
     try:
         time.sleep(1)  # let them register: an event before that comes as the current state
         post(server, "call", disconnect(ucid))
@@ -145,19 +110,19 @@ def test_a_reconnect_gets_what_is_newer_than_its_last_event_id_and_nothing_else(
     url, _ = open_panel(server, ucid)
     ended = post(server, "call", disconnect(ucid))
     assert ended.status_code == 200
-    first = Events(url)
+    first = EventStream(url)
     _, ended_id, data = first.next()  # opened after the Disconnect: the current state
     assert data["ended"] and data["confirmed"] is None
     first.close()
     post(server, "summary", call_summary(ucid, "Not interested"))
     # Back after a blip: the summary, posted meanwhile, is replayed.
-    again = Events(url, **{"Last-Event-ID": str(ended_id)})
+    again = EventStream(url, **{"Last-Event-ID": str(ended_id)})
     event, newer_id, data = again.next()
     assert event == "confirmed" and newer_id > ended_id
     assert data["confirmed"]["disposition"] == "Not interested"
     again.close()
     # Up to date: nothing is sent but heartbeats.
-    current = Events(url, **{"Last-Event-ID": str(newer_id)})
+    current = EventStream(url, **{"Last-Event-ID": str(newer_id)})
     time.sleep(2)
     assert current.messages.empty()
     current.close()

@@ -4,7 +4,9 @@ A coroutine per open panel (no thread): it verifies the signed call context as e
 request does (webapp.panel.context; expired or forged: 403, no stream), sends the call's
 state when it holds something newer than the panel has (`Last-Event-ID`, or `last` in the
 query for a panel's own reconnect), then each new state of the call, a heartbeat comment
-every HEARTBEAT_SECONDS, and ends when the client goes.
+every HEARTBEAT_SECONDS, and ends when the client goes, or at once when the worker stops
+(Channel.drain: a graceful stop must not wait its graceful_timeout on idle panels, which
+reconnect to another worker with back-off and resynchronise).
 
 Each message is the whole state as panel.js's applyCallState takes it (the one the page
 carries, webapp.panel.callstate), named after what it brings: `call-ended`, `confirmed`, or
@@ -21,7 +23,7 @@ from urllib.parse import parse_qs
 
 from ..config import Settings
 from ..panel import context
-from .hub import RESYNC, Hub
+from .hub import RESYNC, Hub, Stream
 
 PATH = "/disposition/events"
 HEARTBEAT_SECONDS = 15.0  # under the 30 s idle timeout of common load balancers
@@ -33,9 +35,37 @@ HEADERS = [
     (b"x-content-type-options", b"nosniff"),
 ]
 
+SHUTDOWN = "shutdown"  # put in a stream's queue: the worker is stopping
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Channel:
+    """One worker's event streams: the hub they listen to, and whether the worker is
+    stopping."""
+
+    def __init__(self, hub: Hub, settings: Settings) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.draining = False
+
+    def drain(self) -> None:
+        """The worker is stopping: end every open stream now, and any opened from here on.
+        gunicorn waits for open connections before it lets a worker go (graceful_timeout):
+        a panel's stream would otherwise hold the stop until then."""
+        self.draining = True
+        for streams in list(self.hub.streams.values()):
+            for stream in list(streams):
+                _wake(stream)
+
+
+def _wake(stream: Stream) -> None:
+    # Whatever it still had to send is moot: its panel reconnects and gets the state.
+    while not stream.queue.empty():
+        stream.queue.get_nowait()
+    stream.queue.put_nowait(SHUTDOWN)
 
 
 def event_of(message: dict[str, Any], name: str | None = None) -> bytes:
@@ -65,7 +95,8 @@ async def _plain(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": text.encode()})
 
 
-async def serve(scope: Scope, receive: Receive, send: Send, hub: Hub, settings: Settings) -> None:
+async def serve(scope: Scope, receive: Receive, send: Send, channel: Channel) -> None:
+    hub, settings = channel.hub, channel.settings
     if scope["method"] not in ("GET", "HEAD"):
         await _plain(send, 405, "method not allowed\n")
         return
@@ -88,7 +119,7 @@ async def serve(scope: Scope, receive: Receive, send: Send, hub: Hub, settings: 
         if current is not None and current["id"] > last:
             last = current["id"]
             await _body(send, event_of(current))
-        while not gone.done():
+        while not gone.done() and not channel.draining:
             getting = asyncio.ensure_future(stream.queue.get())
             done, _ = await asyncio.wait(
                 {getting, gone}, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
@@ -99,6 +130,8 @@ async def serve(scope: Scope, receive: Receive, send: Send, hub: Hub, settings: 
                     await _body(send, b": ping\n\n")
                 continue
             item = getting.result()
+            if item == SHUTDOWN:
+                break
             if item == RESYNC:
                 message = await hub.state(call.ucid)
                 if message is not None:
@@ -107,6 +140,8 @@ async def serve(scope: Scope, receive: Receive, send: Send, hub: Hub, settings: 
             elif isinstance(item, dict) and item["id"] > last:
                 last = item["id"]
                 await _body(send, event_of(item))
+        if not gone.done():  # the worker is stopping: end the response, the panel reconnects
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:
         pass  # the client went while we wrote
     finally:
