@@ -94,7 +94,12 @@ class Router:
         )
         await hub.start()
         self.hub = hub
-        self.channel = Channel(hub, self.settings)
+        self.channel = Channel(
+            hub,
+            self.settings,
+            metrics=self.flask_app.extensions.get("metrics"),
+            trusted=self.flask_app.extensions["trusted_proxy"],
+        )
         self.flask_app.extensions["push"] = hub
         if self._serving is not None:
             self._watching = asyncio.create_task(self._drain_when_stopping(self._serving))
