@@ -118,6 +118,11 @@ def post_worker_init(worker):
     audit = getattr(app, "extensions", {}).get("audit")
     if audit is not None:
         audit.start_maintenance()
+    # A graceful stop (SIGTERM, a restart after max_requests) ends the open event streams at
+    # once rather than waiting graceful_timeout on them (webapp.push.router).
+    watch = getattr(app, "watch_worker", None)
+    if watch is not None:
+        watch(lambda: worker.alive)
 
 
 def child_exit(server, worker):

@@ -1,5 +1,5 @@
-// The demo CRM page: frame the widget with its embed.js, drive the simulated call, tell the
-// widget when the call ends, and show the widget's events.
+// The demo CRM page: frame the widget with its embed.js, drive the simulated call, and show
+// the widget's events (the call's end comes to the widget from CloudAgent, not from here).
 (function () {
   "use strict";
   const body = document.body;
@@ -49,8 +49,9 @@
     });
     document.getElementById("hangup").addEventListener("click", async () => {
       const call = await post("/demo/calls/" + ucid + "/hangup");
+      // Nothing to tell the widget: CloudAgent's Disconnect reaches it (the simulator posts
+      // it to the widget's receivers) and starts its wrap-up clock.
       show(call);
-      panel.callEnded(call.wrapupSeconds); // what a CRM does on CloudAgent's call-end event
     });
     document.getElementById("expire").addEventListener("click", async () => {
       show(await post("/demo/calls/" + ucid + "/expire-wrapup"));

@@ -512,13 +512,15 @@
     // A plain EventSource (docs/architecture.md says why not htmx's hx-sse). Each message is
     // a whole state for applyCallState, which tells the host each thing once. On any error
     // the stream is closed and reopened after 0.5 s, 1 s, 2 s ... up to 30 s (±30 %), with the
-    // newest id it saw: the server then sends the state only if it holds something newer.
+    // newest id it saw: the server then sends the state only if it holds something newer;
+    // never again once the server refused it for good (an expired context).
     const main = document.querySelector("main[data-events]");
     if (!main || typeof EventSource !== "function") return;
     let last = state && Number.isInteger(state.id) ? state.id : 0;
     let failures = 0;
     const connect = () => {
-      const source = new EventSource(main.dataset.events + "&last=" + last);
+      const url = main.dataset.events + "&last=" + last;
+      const source = new EventSource(url);
       source.onopen = () => { failures = 0; };
       const take = (event) => {
         let message = null;
@@ -529,11 +531,29 @@
       };
       for (const name of ["call-ended", "confirmed", "resync"]) source.addEventListener(name, take);
       source.onerror = () => {
+        // CLOSED: the server answered with no stream (a dropped stream is CONNECTING). The
+        // EventSource does not say why: one fetch asks. 400, 403 (the context expired) and
+        // 404 are final: stop, saying nothing (the stream is an extra; a save says why). Any
+        // other answer, or none, is tried again with back-off.
+        const refused = source.readyState === EventSource.CLOSED;
         source.close();
-        const delay = Math.min(30000, 500 * 2 ** failures) * (0.7 + 0.6 * Math.random());
-        failures += 1;
-        setTimeout(connect, delay);
+        if (!refused) {
+          again();
+          return;
+        }
+        const probe = new AbortController();
+        fetch(url, { signal: probe.signal, cache: "no-store" })
+          .then((response) => {
+            probe.abort(); // a 200 is a stream: not wanted here
+            if (![400, 403, 404].includes(response.status)) again();
+          })
+          .catch(again);
       };
+    };
+    const again = () => {
+      const delay = Math.min(30000, 500 * 2 ** failures) * (0.7 + 0.6 * Math.random());
+      failures += 1;
+      setTimeout(connect, delay);
     };
     if (!(state && state.confirmed)) connect();
   }

@@ -421,15 +421,17 @@ def events_url(server_url: str, ucid: str) -> tuple[str, str]:
 
 
 class EventStream:
-    """A panel's open event stream, read in a thread: its messages as (event, id, data).
-    Once the constructor returns the server has registered the stream (it does so before it
-    answers), so an event posted from then on reaches it."""
+    """A panel's open event stream, read in a thread: its messages as (event, id, data);
+    `ended` is set once the server has ended it (or it broke). Once the constructor returns
+    the server has registered the stream (it does so before it answers), so an event posted
+    from then on reaches it."""
 
     def __init__(self, url: str, timeout: float = 60.0, **headers: str) -> None:
         self.timeout = timeout
         self.response = requests.get(url, stream=True, timeout=timeout, headers=headers)
         assert self.response.status_code == 200, self.response.text
         self.messages: queue.Queue = queue.Queue()
+        self.ended = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -444,7 +446,7 @@ class EventStream:
                         (
                             time.monotonic(),
                             fields["event"],
-                            int(fields["id"]),
+                            int(fields.get("id") or 0),
                             json.loads(fields["data"]),
                         )
                     )
@@ -453,6 +455,8 @@ class EventStream:
                     fields = {}
         except (requests.RequestException, OSError, AttributeError, ValueError):  # closed
             pass
+        finally:
+            self.ended.set()
 
     def next_timed(self) -> tuple[float, str, int, dict]:
         """The next message and when it arrived (time.monotonic())."""
@@ -500,6 +504,11 @@ def two_push_instances(
         )
         for name in ("widget-a", "widget-b")
     ]
+
+
+def stream_url(server_url: str, ucid: str) -> str:
+    """Open a panel on the production server: the URL of its event stream (data-events)."""
+    return events_url(server_url, ucid)[0]
 
 
 # -- the panel in a browser (Playwright's page and frame objects) ------------------------------

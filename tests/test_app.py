@@ -64,6 +64,17 @@ def test_wsgi_exposes_the_app(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_demo_mode_starts_the_wrapup_clock_from_cloudagent_unless_the_operator_set_one(tmp_path):
+    # CloudAgent's Disconnect (the simulator's) starts the panel's clock with this time.
+    demo = create_app({"WIDGET_DATA_DIR": str(tmp_path / "a")})
+    assert demo.config["WIDGET"].wrapup_seconds == demo.extensions["simulator"].wrapup_seconds
+    assert demo.config["WIDGET"].wrapup_seconds == 30
+    chosen = create_app({"WIDGET_DATA_DIR": str(tmp_path / "b"), "WIDGET_WRAPUP_SECONDS": "45"})
+    assert chosen.config["WIDGET"].wrapup_seconds == 45
+    none = create_app({"WIDGET_DATA_DIR": str(tmp_path / "c"), "WIDGET_WRAPUP_SECONDS": "0"})
+    assert none.config["WIDGET"].wrapup_seconds == 0
+
+
 def test_the_demo_takes_a_call_on_a_line_in_a_theme_and_says_its_wrapup_time(tmp_path):
     app = create_app({"WIDGET_DATA_DIR": str(tmp_path), "WIDGET_BIND": "127.0.0.1:8123"})
     web = app.test_client()

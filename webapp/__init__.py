@@ -143,4 +143,9 @@ def _start_demo_upstream(app: Flask, settings: Settings) -> Settings:
     simulator, url = serve_in_thread()
     app.extensions["simulator"] = simulator
     log.warning("demo mode: no WIDGET_CLOUDAGENT_USERNAME, using the built-in simulator at %s", url)
-    return replace(settings, cloudagent_url=url)
+    # The simulator's wrap-up time is the demo campaign's: CloudAgent's Disconnect starts the
+    # panel's clock with it, unless the operator set WIDGET_WRAPUP_SECONDS.
+    wrapup = settings.wrapup_seconds
+    if wrapup is None:
+        wrapup = int(simulator.wrapup_seconds)
+    return replace(settings, cloudagent_url=url, wrapup_seconds=wrapup)

@@ -118,8 +118,9 @@ def _call_json(ucid: str, theme: str = "auto", lang: str = "") -> dict[str, obje
         "state": call.state,
         "disposition": call.disposition or call.queued,
         "launch": launch_url(call.ucid, call.agent_id, call.did, theme, lang),
-        # The campaign's wrap-up time, which the CRM passes on when the call ends.
-        "wrapupSeconds": int(_simulator().wrapup_seconds),
+        # The wrap-up time CloudAgent's Disconnect starts in the panel (WIDGET_WRAPUP_SECONDS,
+        # in demo mode the simulator's own unless set).
+        "wrapupSeconds": current_app.config["WIDGET"].wrapup_seconds or 0,
     }
 
 

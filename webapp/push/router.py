@@ -9,16 +9,23 @@ so `app.extensions`, `app.config` and the CLI see the app as before.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 
 from .bridge import ThreadedWSGI
 from .hub import Hub
-from .stream import PATH, Receive, Scope, Send, serve
+from .stream import PATH, Channel, Receive, Scope, Send, serve
 
 log = logging.getLogger("webapp.push")
+
+# How often a worker looks whether gunicorn told it to stop (SIGTERM, a restart after
+# max_requests): its open streams end within this.
+STOP_CHECK_SECONDS = 0.25
 
 
 class Router:
@@ -27,10 +34,19 @@ class Router:
         self.threads = threads
         self.settings = flask_app.config["WIDGET"]
         self.hub: Hub | None = None
+        self.channel: Channel | None = None
         self._wsgi: ThreadedWSGI | None = None
+        self._serving: Callable[[], bool] | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.flask_app, name)
+
+    def watch_worker(self, serving: Callable[[], bool]) -> None:
+        """gunicorn.conf.py's post_worker_init: `serving()` turns False when the worker is to
+        stop. The asgi worker then waits for open connections before it goes (up to
+        graceful_timeout); open streams are ended at once so it need not."""
+        self._serving = serving
 
     def __call__(self, *args: Any) -> Any:
         if len(args) == 2:  # WSGI
@@ -41,8 +57,8 @@ class Router:
         kind = scope["type"]
         if kind == "lifespan":
             await self._lifespan(receive, send)
-        elif kind == "http" and scope["path"] == PATH and self.hub is not None:
-            await serve(scope, receive, send, self.hub, self.settings)
+        elif kind == "http" and scope["path"] == PATH and self.channel is not None:
+            await serve(scope, receive, send, self.channel)
         elif kind == "http":
             if self._wsgi is None:
                 self._wsgi = ThreadedWSGI(self.flask_app, self.threads)
@@ -55,6 +71,12 @@ class Router:
                 await self._start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._watching is not None:
+                    self._watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._watching
+                if self.channel is not None:
+                    self.channel.drain()
                 if self.hub is not None:
                     await self.hub.stop()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -72,5 +94,19 @@ class Router:
         )
         await hub.start()
         self.hub = hub
+        self.channel = Channel(
+            hub,
+            self.settings,
+            metrics=self.flask_app.extensions.get("metrics"),
+            trusted=self.flask_app.extensions["trusted_proxy"],
+        )
         self.flask_app.extensions["push"] = hub
+        if self._serving is not None:
+            self._watching = asyncio.create_task(self._drain_when_stopping(self._serving))
         log.info("push channel on: %s", "Redis wake-ups" if hub.redis_url else "polling")
+
+    async def _drain_when_stopping(self, serving: Callable[[], bool]) -> None:
+        while serving():
+            await asyncio.sleep(STOP_CHECK_SECONDS)
+        if self.channel is not None:
+            self.channel.drain()

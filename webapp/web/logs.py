@@ -124,16 +124,28 @@ def trusted_peers(networks: Iterable[IPNetwork]) -> Callable[[str | None], bool]
     return trusted
 
 
-def _start() -> None:
-    # Only a trusted proxy names the request: any other client could reuse an id to make its
-    # requests look like someone else's in the logs and the audit trail.
-    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+def request_ids(
+    incoming: str, peer: str | None, trusted: Callable[[str | None], bool]
+) -> tuple[str, str | None]:
+    """The request's id, and what the client called it when that is not our id. Only a
+    trusted proxy names the request: any other client could reuse an id to make its requests
+    look like someone else's in the logs and the audit trail."""
     sane = bool(_REQUEST_ID.fullmatch(incoming))
-    if sane and current_app.extensions["trusted_proxy"](request.remote_addr):
-        g.request_id = incoming
-    else:
-        g.request_id = uuid.uuid4().hex
-    g.client_request_id = incoming if sane and incoming != g.request_id else None
+    request_id = incoming if sane and trusted(peer) else uuid.uuid4().hex
+    return request_id, incoming if sane and incoming != request_id else None
+
+
+def log_request(fields: dict[str, Any]) -> None:
+    """Write a request's one line (for the requests Flask never sees: webapp.push.stream)."""
+    log.info("request", extra={"fields": fields})
+
+
+def _start() -> None:
+    g.request_id, g.client_request_id = request_ids(
+        request.environ.get("HTTP_X_REQUEST_ID", ""),
+        request.remote_addr,
+        current_app.extensions["trusted_proxy"],
+    )
     g.started = time.perf_counter()
     g.log_fields = {}
     g.upstream = []
@@ -155,7 +167,7 @@ def _finish(response: Response) -> Response:
     if g.upstream:
         fields["upstream"] = g.upstream
         fields["upstream_ms"] = round(sum(call["ms"] for call in g.upstream), 1)
-    log.info("request", extra={"fields": fields})
+    log_request(fields)
     return response
 
 

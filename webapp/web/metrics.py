@@ -20,6 +20,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -63,6 +64,11 @@ EVENT_RESULTS = (
     "unavailable",
 )
 CONFIRMATIONS = ("match", "mismatch", "no_save")
+# The panels' event streams (webapp.push.stream): why one ended, why one was refused, and
+# the messages they send.
+STREAM_END_REASONS = ("client_gone", "shutdown")
+STREAM_REFUSALS = ("context", "expired")
+STREAM_EVENTS = ("call-ended", "confirmed", "resync")
 UPSTREAM_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 60.0)
 AUDIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -131,6 +137,38 @@ class Metrics:
             "the call: match, mismatch (CloudAgent kept another), no_save (the widget saved none).",
             ("result",),
         )
+        # Each worker's own figure: added up across live workers at scrape time (a dead
+        # worker's file is dropped by gunicorn.conf.py's child_exit), one sample per pid.
+        self.streams_open = Gauge(
+            "widget_event_streams_open",
+            "Panels' event streams open now, in each worker process.",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.streams_opened = counter("widget_event_streams_opened", "Event streams opened.")
+        self.streams_ended = counter(
+            "widget_event_streams_ended",
+            "Event streams ended, by reason: client_gone (the panel or the network closed it), "
+            "shutdown (the worker was stopping).",
+            ("reason",),
+        )
+        self.streams_refused = counter(
+            "widget_event_streams_refused",
+            "Event streams refused (403), by reason: context (missing, forged), expired.",
+            ("reason",),
+        )
+        self.stream_events = counter(
+            "widget_event_stream_messages",
+            "Messages the event streams delivered to panels, by event: call-ended, confirmed, "
+            "resync.",
+            ("event",),
+        )
+        for reason in STREAM_END_REASONS:
+            self.streams_ended.labels(reason)
+        for reason in STREAM_REFUSALS:
+            self.streams_refused.labels(reason)
+        for event in STREAM_EVENTS:
+            self.stream_events.labels(event)
         # Zeros from the start, so rate() and absent() behave before the first event.
         for kind in EVENT_KINDS:
             for result in EVENT_RESULTS:
@@ -167,6 +205,22 @@ class Metrics:
 
     def confirmation(self, result: str) -> None:
         self.confirmations.labels(result).inc()
+
+    def stream_opened(self) -> None:
+        self.streams_opened.inc()
+        self.streams_open.inc()
+
+    def stream_closed(self) -> None:
+        self.streams_open.dec()
+
+    def stream_ended(self, reason: str) -> None:
+        self.streams_ended.labels(reason).inc()
+
+    def stream_refused(self, reason: str) -> None:
+        self.streams_refused.labels(reason).inc()
+
+    def stream_event(self, event: str) -> None:
+        self.stream_events.labels(event).inc()
 
     def cache_result(self, result: str) -> None:
         self.cache.labels(result).inc()
