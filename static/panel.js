@@ -141,6 +141,7 @@
     title.textContent = _("%(title)s.", { title: unknown });
     p.append(title, " " + message);
     status.replaceChildren(p);
+    if (shownConfirmed) showConfirmed(shownConfirmed); // what CloudAgent recorded stays
     tellHost(p);
   }
 
@@ -436,6 +437,7 @@
   // -- what CloudAgent said about the call (webapp/panel/callstate.py) ---------------------
 
   const told = { ended: false, confirmed: null }; // what the host has heard, once each
+  let shownConfirmed = null; // CloudAgent's summary as shown: kept when an outcome replaces it
 
   function applyCallState(state) {
     // From the page when the panel opens (data-call-state), and from a push message later:
@@ -483,6 +485,7 @@
 
   function showConfirmed(confirmed) {
     // In the status region, beside any outcome: the disposition is final, the clock stops.
+    shownConfirmed = confirmed;
     wrapup.settled("saved");
     const status = document.getElementById("status");
     if (!status) return;
@@ -829,6 +832,9 @@
       return;
     }
     if (!target || target.id !== "status") return;
+    // A save's answer that arrives after CloudAgent's summary replaced the status region:
+    // what CloudAgent recorded stays in view, below the outcome.
+    if (shownConfirmed && !target.querySelector("[data-confirmed]")) showConfirmed(shownConfirmed);
     if (form) markErrors(form);
     const outcome = document.querySelector("#status [data-outcome]");
     if (!outcome) return;

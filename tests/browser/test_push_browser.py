@@ -62,3 +62,26 @@ def test_an_open_panel_starts_its_clock_on_the_disconnect_and_shows_the_summary(
     assert len(received(page, 1, "call-ended")) == 1  # told once
     shoot(page.locator("#widget"), "panel-360-live-confirmed")
     assert not page.errors
+
+
+def test_a_save_answered_after_the_summary_leaves_what_cloudagent_recorded_in_view(
+    page, live_sites, cloudagent_says_live
+):
+    # The call ends and CloudAgent's summary arrives while the agent's save is still on its way
+    # (CloudAgent slow to answer): the save's outcome, swapped in last, must not hide the line.
+    simulator = live_sites.sim.simulator
+    call = simulator.start_call("agent1", DID)
+    frame = open_call(page, live_sites, call.ucid)
+    expect(frame.locator("main[data-events]")).to_have_count(1)
+    page.wait_for_timeout(500)  # the stream is open by now
+    simulator.add_fault("Set", "slow", delay=4.0)
+    choose(frame, "Interested")
+    frame.get_by_role("button", name="Save disposition").click()
+    cloudagent_says_live("summary", call_summary_of(call.ucid, "Interested"))
+    confirmed = frame.locator("#status [data-confirmed]")
+    expect(confirmed).to_have_attribute("data-confirmed", "Interested", timeout=WAIT)
+    expect(frame.locator("#status [data-outcome]")).to_have_count(1, timeout=WAIT)  # the save's
+    expect(confirmed).to_have_attribute("data-confirmed", "Interested")
+    expect(confirmed).to_be_visible()
+    assert len(received(page, 1, "confirmed")) == 1  # the host is told once, not again
+    assert not page.errors
