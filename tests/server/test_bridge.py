@@ -4,6 +4,7 @@ every limit answered by the app's own 413; a client gone before its body was who
 Then the same on the production server: a save sent chunked, an oversized save and event."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 import pytest
@@ -28,7 +29,9 @@ def run(app, scope, messages):
     async def send(message):
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    # In a thread of its own: a browser test's Playwright may hold this thread's event loop.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, app(scope, receive, send)).result()
     return sent
 
 

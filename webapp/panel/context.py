@@ -7,17 +7,50 @@ is carried by the page itself and sent with every htmx request.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
 
 from .launch import Launch
 
 SALT = "widget.call-context"
 
 
+class _Signer(TimestampSigner):
+    """itsdangerous's signer, keeping each derived key: it derives the key again (an HMAC)
+    for every token it signs or reads."""
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        keys = self.__dict__.setdefault("_derived", {})
+        key = keys.get(secret_key)
+        if key is None:
+            key = keys[secret_key] = super().derive_key(secret_key)
+        return key
+
+
+class _Serializer(URLSafeTimedSerializer):
+    """itsdangerous's URL-safe timed serializer with its signer made once rather than per
+    token, and without the zlib it tries on every payload: a context is some sixty bytes,
+    which zlib never shortens (a compressed token, marked by a leading ".", still reads)."""
+
+    signer = _Signer
+
+    def make_signer(self, salt: str | bytes | None = None) -> TimestampSigner:
+        if salt is not None and salt != self.salt:
+            return super().make_signer(salt)
+        signer = self.__dict__.get("_signer")
+        if signer is None:
+            signer = self._signer = super().make_signer(salt)
+        return signer
+
+    def dump_payload(self, obj: Any) -> bytes:
+        return base64_encode(self.serializer.dumps(obj, **self.serializer_kwargs))
+
+
 @lru_cache(maxsize=4)
 def _serializer(secret: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt=SALT)  # made once: every panel and save use it
+    return _Serializer(secret, salt=SALT)  # made once: every panel and save use it
 
 
 class ContextError(Exception):

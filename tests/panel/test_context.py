@@ -1,0 +1,47 @@
+"""The in-page call context (webapp/panel/context.py): itsdangerous's URL-safe timed tokens,
+made without its per-token signer and zlib work, and still the same tokens both ways."""
+
+import pytest
+from itsdangerous import URLSafeTimedSerializer
+
+from webapp.panel import context
+from webapp.panel.launch import Launch
+
+SECRET = "s" * 40
+
+
+def plain():
+    """itsdangerous's own serializer, as the context was made before issue 21."""
+    return URLSafeTimedSerializer(SECRET, salt=context.SALT)
+
+
+def test_a_context_is_the_token_itsdangerous_makes():
+    token = context.issue(Launch("2116203531161529", "agent1", "914071327663"), SECRET, "hi")
+    assert plain().loads(token, max_age=60) == {
+        "u": "2116203531161529", "a": "agent1", "d": "914071327663", "l": "hi",
+    }  # fmt: skip
+    payload = token.rsplit(".", 2)[0]
+    assert plain().dump_payload(plain().loads(token)).decode() == payload  # not compressed
+
+
+@pytest.mark.parametrize(
+    ("ids", "compressed"),
+    [
+        (("2116203531161529", "agent1", "914071327663"), False),
+        (("1" * 200, "a" * 200, "d" * 200), True),  # itsdangerous compressed it: a leading "."
+    ],
+)
+def test_a_context_itsdangerous_made_still_reads(ids, compressed):
+    token = plain().dumps(dict(zip("uad", ids, strict=True)))
+    assert token.startswith(".") == compressed
+    call = context.read(token, SECRET, 60)
+    assert (call.ucid, call.agent_id, call.did) == ids
+
+
+def test_another_secret_or_a_changed_token_is_refused():
+    token = context.issue(Launch("1", "agent1", "2"), SECRET)
+    with pytest.raises(context.ContextError) as refused:
+        context.read(token, "t" * 40, 60)
+    assert not refused.value.expired
+    with pytest.raises(context.ContextError):
+        context.read(token[:-2] + ("AA" if not token.endswith("AA") else "BB"), SECRET, 60)
