@@ -269,3 +269,25 @@ def test_no_csrf_no_cookies_and_other_methods_are_405(app, web):
     assert web.get(CALL).status_code == 405
     answer = web.post(CALL, json=event(), headers={"Cookie": "session=x"})
     assert answer.status_code == 200 and "Set-Cookie" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept", "matches"),
+    [("Interested", "Interested", True), ("Interested", "Not interested", False)],
+)
+def test_a_summary_arriving_before_the_saves_answer_is_compared_with_that_save(
+    app, web, sent, kept, matches
+):
+    # A save in wrap-up: CloudAgent applies it, answers and posts its summary at once; the
+    # summary can reach the receivers before the save's own row is completed.
+    from webapp.audit import Attempt
+
+    audit = app.extensions["audit"]
+    with app.app_context():
+        audit.begin(Attempt(agent="agent1", ucid="u-race", did=DID, disposition=sent,
+                            pause=False, pause_reason=""))  # fmt: skip
+    assert post_summary(web, summary("u-race", kept)).status_code == 200
+    assert state(app, "u-race").matches is matches
+    result = "match" if matches else "mismatch"
+    key = ("widget_confirmations_total", (("result", result),))
+    assert counts(web).get(key) == 1

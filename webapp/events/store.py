@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..audit import AuditLog
+from ..audit import UNKNOWN, AuditLog
 from ..audit.schema import call_events, saves
 from ..audit.settle import settle_from_summary
 from .parse import CallEvent, CallSummary, is_auto
@@ -124,9 +124,9 @@ class EventStore:
 
     def record_confirmed(self, summary: CallSummary, received_at: float | None = None) -> Recorded:
         """A call summary with a disposition: CloudAgent kept it. Compared with the widget's
-        latest queued or saved disposition for the call, written beside each of the call's
-        audit rows (`confirmed_disposition`, `confirmed_at`), and the call's `unknown` rows
-        settled from it. A summary repeated is a duplicate; one CloudAgent made earlier than
+        latest queued or saved disposition for the call (or one still unanswered), written
+        beside each of the call's audit rows (`confirmed_disposition`, `confirmed_at`), and the
+        call's `unknown` rows settled from it. A summary repeated is a duplicate; one CloudAgent made earlier than
         the confirmation already kept (EndTime) is stale and changes nothing."""
         now = time.time() if received_at is None else received_at
         ids = [u for u in (summary.ucid, summary.monitor_ucid) if u]
@@ -280,9 +280,13 @@ def _latest_confirmation(conn: Connection, ids: list[str]) -> Any:
 
 
 def _latest_save(conn: Connection, ids: list[str]) -> str | None:
+    """The disposition of the widget's latest save of the call that CloudAgent took or may
+    have taken: `unknown` counts, as a save still waiting for its answer (a save in wrap-up is
+    answered and summarised by CloudAgent at once, and the summary can come first) or one
+    whose answer was lost."""
     query = (
         select(saves.c.disposition)
-        .where(and_(saves.c.ucid.in_(ids), saves.c.outcome.in_(WENT_THROUGH)))
+        .where(and_(saves.c.ucid.in_(ids), saves.c.outcome.in_((*WENT_THROUGH, UNKNOWN))))
         .order_by(saves.c.id.desc())
         .limit(1)
     )
