@@ -128,3 +128,28 @@ def test_the_outside_cpu_table_runs():
     }
     assert set(rows) == {"hello CPU per request", "panel CPU per request", "save CPU per request"}
     assert all(float(value.removesuffix(" ms")) > 0 for value in rows.values())
+
+
+def test_profile_samples_go_to_the_first_part_on_their_stack_and_waits_to_none():
+    from bench.profile import parts
+
+    raw = "\n".join(
+        [
+            "thread (1);_worker (thread.py:1);Flask.wsgi_app (app.py:9);"
+            "save (views.py:3);AuditLog.begin (log.py:342);GroupCommit.run (x.py:2) 5",
+            "thread (1);Flask.wsgi_app (app.py:9);launch (views.py:1);"
+            "issue (context.py:31);dumps (serializer.py:3) 3",
+            "thread (2);BaseEventLoop._run_once (base_events.py:1);"
+            "ASGIProtocol.data_received (protocol.py:4) 2",
+            "thread (3);_worker (thread.py:1);Condition.wait (threading.py:320) 40",
+            "thread (4);something (else.py:1) 1",
+        ]
+    )
+    counts, total = parts(raw)
+    assert total == 11  # the 40 samples of a thread waiting are not work
+    assert counts == {
+        "the audit trail": 5,
+        "launch check, context and CSRF tokens": 3,
+        "gunicorn's asgi worker": 2,
+        "other": 1,
+    }

@@ -126,8 +126,9 @@ class EventStore:
         """A call summary with a disposition: CloudAgent kept it. Compared with the widget's
         latest queued or saved disposition for the call (or one still unanswered), written
         beside each of the call's audit rows (`confirmed_disposition`, `confirmed_at`), and the
-        call's `unknown` rows settled from it. A summary repeated is a duplicate; one CloudAgent made earlier than
-        the confirmation already kept (EndTime) is stale and changes nothing."""
+        call's `unknown` rows settled from it. A summary repeated is a duplicate; one
+        CloudAgent made earlier than the confirmation already kept (EndTime) is stale and
+        changes nothing."""
         now = time.time() if received_at is None else received_at
         ids = [u for u in (summary.ucid, summary.monitor_ucid) if u]
         row = dict(
