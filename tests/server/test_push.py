@@ -149,3 +149,16 @@ def test_a_forged_or_expired_context_gets_no_stream(server):
     old = signed("secret-key-for-tests-0123456789", age=61)
     answer = requests.get(f"{stream}?context={old}", timeout=WAIT)
     assert (answer.status_code, answer.text) == (403, "expired\n")
+
+
+def test_a_stream_ends_when_its_context_does_and_is_not_opened_again(server):
+    # WIDGET_CONTEXT_MAX_AGE is 60 s here: a context signed 55 s ago has 5 s left.
+    secret = "secret-key-for-tests-0123456789"
+    url = f"{server.url}/disposition/events?context={signed(secret, age=55, ucid='PUSH-AGE-1')}"
+    stream = EventStream(url)
+    try:
+        assert stream.ended.wait(WAIT), "the stream outlived its context"
+    finally:
+        stream.close()
+    again = requests.get(url, timeout=WAIT)  # what the panel's EventSource does next
+    assert (again.status_code, again.text) == (403, "expired\n")

@@ -70,8 +70,13 @@ def issue(launch: Launch, secret: str, language: str | None = None) -> str:
 
 
 def read(token: str, secret: str, max_age: int) -> Launch:
+    return read_issued(token, secret, max_age)[0]
+
+
+def read_issued(token: str, secret: str, max_age: int) -> tuple[Launch, float]:
+    """The call, and when its panel opened (epoch seconds): it expires `max_age` after."""
     try:
-        payload = _serializer(secret).loads(token, max_age=max_age)
+        payload, issued = _serializer(secret).loads(token, max_age=max_age, return_timestamp=True)
     except SignatureExpired:
         raise ContextError(expired=True) from None
     except BadSignature:
@@ -81,9 +86,10 @@ def read(token: str, secret: str, max_age: int) -> Launch:
     ):
         raise ContextError()
     language = payload.get("l")
-    return Launch(
+    call = Launch(
         ucid=payload["u"],
         agent_id=payload["a"],
         did=payload["d"],
         language=language if isinstance(language, str) else None,
     )
+    return call, issued.timestamp()

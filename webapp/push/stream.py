@@ -46,6 +46,7 @@ HEADERS = [
 SHUTDOWN = "shutdown"  # put in a stream's queue: the worker is stopping
 # Why a stream ended, in its log line (`ended`) and widget_event_streams_ended_total.
 CLIENT_GONE = "client_gone"  # the panel closed it (or the network did)
+EXPIRED = "expired"  # its context's age passed WIDGET_CONTEXT_MAX_AGE: the panel stops asking
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -149,7 +150,7 @@ async def serve(scope: Scope, receive: Receive, send: Send, channel: Channel) ->
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     settings = channel.settings
     try:
-        call = context.read(
+        call, issued = context.read_issued(
             (query.get("context") or [""])[0], settings.secret_key, settings.context_max_age
         )
     except context.ContextError as error:
@@ -162,7 +163,11 @@ async def serve(scope: Scope, receive: Receive, send: Send, channel: Channel) ->
     call_fields.update(agent=call.agent_id, ucid=call.ucid)
     counts = {"events": 0}
     try:
-        ended = await _stream(scope, receive, send, channel, call.ucid, query, request_id, counts)
+        # itsdangerous refuses a context once its age in whole seconds is over the maximum.
+        expires = issued + settings.context_max_age + 1
+        ended = await _stream(
+            scope, receive, send, channel, call.ucid, query, request_id, counts, expires
+        )
     except asyncio.CancelledError:  # the worker cut it (quick stop, graceful_timeout passed)
         done(200, events=counts["events"], ended=SHUTDOWN)
         raise
@@ -180,8 +185,10 @@ async def _stream(
     query: dict[str, list[str]],
     request_id: str,
     counts: dict[str, int],
+    expires: float,
 ) -> str:
-    """The open stream, until it ends: why it ended (CLIENT_GONE, SHUTDOWN)."""
+    """The open stream, until it ends: why it ended (CLIENT_GONE, SHUTDOWN, EXPIRED: at
+    `expires`, when its context does; the panel's reconnect is then refused and it stops)."""
     hub, metrics = channel.hub, channel.metrics
     last = _last_id(scope, query)
 
@@ -212,13 +219,19 @@ async def _stream(
             last = current["id"]
             await deliver(current)
         while not gone.done() and not channel.draining:
+            left = expires - time.time()
+            if left <= 0:
+                ended = EXPIRED
+                break
             getting = asyncio.ensure_future(stream.queue.get())
             done, _ = await asyncio.wait(
-                {getting, gone}, timeout=HEARTBEAT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                {getting, gone},
+                timeout=min(HEARTBEAT_SECONDS, left),
+                return_when=asyncio.FIRST_COMPLETED,
             )
             if getting not in done:
                 getting.cancel()
-                if not done:
+                if not done and left > HEARTBEAT_SECONDS:
                     await _body(send, b": ping\n\n")
                 continue
             item = getting.result()
@@ -232,8 +245,8 @@ async def _stream(
             elif isinstance(item, dict) and item["id"] > last:
                 last = item["id"]
                 await deliver(item)
-        if not gone.done():  # the worker is stopping: end the response, the panel reconnects
-            ended = SHUTDOWN
+        if not gone.done():  # stopping or expired: end the response, the panel reconnects
+            ended = EXPIRED if ended == EXPIRED else SHUTDOWN
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:
         ended = CLIENT_GONE  # the client went while we wrote
