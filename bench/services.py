@@ -97,7 +97,13 @@ def gunicorn_config(env: dict[str, str]) -> dict:
 
 # The only WIDGET_* variables taken from the caller's environment: the server's shape and the
 # shared stores (to bench those set-ups; give them fresh databases). The rest are the bench's.
-PASS_THROUGH = ("WIDGET_WORKERS", "WIDGET_THREADS", "WIDGET_DATABASE_URL", "WIDGET_REDIS_URL")
+PASS_THROUGH = (
+    "WIDGET_WORKER_CLASS",
+    "WIDGET_WORKERS",
+    "WIDGET_THREADS",
+    "WIDGET_DATABASE_URL",
+    "WIDGET_REDIS_URL",
+)
 
 
 def source_tree() -> dict:
