@@ -141,8 +141,8 @@
     title.textContent = _("%(title)s.", { title: unknown });
     p.append(title, " " + message);
     status.replaceChildren(p);
-    if (shownConfirmed) showConfirmed(shownConfirmed); // what CloudAgent recorded stays
     tellHost(p);
+    if (shownConfirmed) showConfirmed(shownConfirmed); // what CloudAgent recorded stays
   }
 
   // -- searching a long list -------------------------------------------------------------
@@ -832,15 +832,15 @@
       return;
     }
     if (!target || target.id !== "status") return;
-    // A save's answer that arrives after CloudAgent's summary replaced the status region:
-    // what CloudAgent recorded stays in view, below the outcome.
-    if (shownConfirmed && !target.querySelector("[data-confirmed]")) showConfirmed(shownConfirmed);
     if (form) markErrors(form);
     const outcome = document.querySelector("#status [data-outcome]");
-    if (!outcome) return;
-    tellHost(outcome);
+    if (outcome) tellHost(outcome);
+    // A save's answer that arrives after CloudAgent's summary replaced the status region:
+    // what CloudAgent recorded stays in view, below the outcome, and is what the panel shows
+    // as kept (after the outcome's own finishing).
+    if (shownConfirmed && !target.querySelector("[data-confirmed]")) showConfirmed(shownConfirmed);
     // In a short frame the agent may have saved from the top (Ctrl+Enter): show the outcome.
-    target.scrollIntoView({ block: "nearest" });
+    if (outcome) target.scrollIntoView({ block: "nearest" });
   });
 
   document.addEventListener("htmx:error", (event) => {

@@ -291,3 +291,23 @@ def test_a_summary_arriving_before_the_saves_answer_is_compared_with_that_save(
     result = "match" if matches else "mismatch"
     key = ("widget_confirmations_total", (("result", result),))
     assert counts(web).get(key) == 1
+
+
+def test_a_save_still_in_flight_does_not_turn_an_applied_earlier_save_into_a_mismatch(app, web):
+    # The agent's first save was queued; a second one (another tab, a double submit) is still
+    # on its way when CloudAgent's summary of the first arrives: that is a match.
+    from webapp.audit import Attempt
+
+    audit = app.extensions["audit"]
+
+    def attempt(disposition):
+        return Attempt(agent="agent1", ucid="u-two", did=DID, disposition=disposition,
+                       pause=False, pause_reason="")  # fmt: skip
+
+    with app.app_context():
+        first = audit.begin(attempt("Interested"))
+        audit.finish(first, outcome="queued", reason="queued", upstream_status="200",
+                     upstream_text="queued", latency_ms=1.0)  # fmt: skip
+        audit.begin(attempt("Not interested"))  # in flight
+    assert post_summary(web, summary("u-two", "Interested")).status_code == 200
+    assert state(app, "u-two").matches is True

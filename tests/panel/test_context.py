@@ -45,3 +45,19 @@ def test_another_secret_or_a_changed_token_is_refused():
     assert not refused.value.expired
     with pytest.raises(context.ContextError):
         context.read(token[:-2] + ("AA" if not token.endswith("AA") else "BB"), SECRET, 60)
+
+
+def test_one_signer_with_its_key_derived_once_serves_every_token():
+    from unittest import mock
+
+    from itsdangerous import TimestampSigner
+
+    serializer = context._serializer("k" * 40)
+    signer = serializer.make_signer()
+    assert isinstance(signer, context._Signer) and serializer.make_signer() is signer
+    with mock.patch.object(TimestampSigner, "derive_key", autospec=True) as derive:
+        derive.return_value = b"k" * 20
+        fresh = context._Signer("x" * 40, salt=context.SALT)
+        for _ in range(3):
+            fresh.sign(b"payload")
+    assert derive.call_count == 1  # not once per token

@@ -138,3 +138,20 @@ def test_the_shells_kept_are_bounded():
     for key in range(10):
         shells.page(key, lambda values: f"{values['v']}", {"v": "1"})
     assert len(shells._shells) <= 4
+
+
+def test_a_list_from_cloudagent_holding_the_marker_is_rendered_whole(make_app, simulator):
+    # A disposition name is CloudAgent's text: one spelt like a marker must stay its own text,
+    # never become this call's CSRF token in the page.
+    did = "918069000001"
+    account = simulator.account("demo")
+    account.dids.add(did)
+    account.did_dispositions[did] = ["Interested", f"Busy{MARK}csrf_token{MARK}"]
+    app = make_app()
+    with app.app_context():
+        from_shell, whole = render_both(
+            app, Launch("u1", "agent1", did), "en", {"theme": "auto"}, None, None
+        )
+    assert from_shell == whole
+    assert f"Busy{MARK}csrf_token{MARK}" in whole
+    assert not app.extensions["shells"]._shells  # no shell kept for that list

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..audit import UNKNOWN, AuditLog
 from ..audit.schema import call_events, saves
-from ..audit.settle import settle_from_summary
+from ..audit.settle import APPLIED, LIKELY_APPLIED, settle_from_summary
 from .parse import CallEvent, CallSummary, is_auto
 
 ENDED = "ended"
@@ -149,7 +149,7 @@ class EventStore:
             kept = _latest_confirmation(conn, ids)
             if kept is not None and not _later(summary.happened_at, kept.happened_at):
                 return Recorded(STALE)
-            expected = _latest_save(conn, ids)
+            expected = _expected(conn, ids, summary.disposition)
             if expected is None:
                 comparison = NO_SAVE
             else:
@@ -280,15 +280,34 @@ def _latest_confirmation(conn: Connection, ids: list[str]) -> Any:
     return conn.execute(query).first()
 
 
-def _latest_save(conn: Connection, ids: list[str]) -> str | None:
-    """The disposition of the widget's latest save of the call that CloudAgent took or may
-    have taken: `unknown` counts, as a save still waiting for its answer (a save in wrap-up is
-    answered and summarised by CloudAgent at once, and the summary can come first) or one
-    whose answer was lost."""
-    query = (
-        select(saves.c.disposition)
-        .where(and_(saves.c.ucid.in_(ids), saves.c.outcome.in_((*WENT_THROUGH, UNKNOWN))))
+def _expected(conn: Connection, ids: list[str], kept: str) -> str | None:
+    """What CloudAgent's summary is compared with: the widget's latest save of the call that
+    CloudAgent took (queued or saved), unless a later save whose answer is not known yet asked
+    for what CloudAgent kept: a save in wrap-up is applied, answered and summarised by
+    CloudAgent at once, and the summary can come before the answer. Such a save (in flight,
+    or its answer lost, and not settled as not applied) never makes a mismatch by itself: only
+    with no save taken does the latest of them stand for what the widget asked. None: the
+    widget sent nothing for the call."""
+    took = (
+        select(saves.c.id, saves.c.disposition)
+        .where(and_(saves.c.ucid.in_(ids), saves.c.outcome.in_(WENT_THROUGH)))
         .order_by(saves.c.id.desc())
         .limit(1)
     )
-    return conn.execute(query).scalar()
+    latest = conn.execute(took).first()
+    pending = (
+        select(saves.c.disposition)
+        .where(
+            saves.c.ucid.in_(ids),
+            saves.c.outcome == UNKNOWN,
+            or_(saves.c.settled.is_(None), saves.c.settled.in_((APPLIED, LIKELY_APPLIED))),
+            saves.c.id > (latest.id if latest is not None else 0),
+        )
+        .order_by(saves.c.id.desc())
+    )
+    asked = list(conn.execute(pending).scalars())
+    if kept in asked:
+        return kept
+    if latest is not None:
+        return latest.disposition
+    return asked[0] if asked else None

@@ -34,7 +34,7 @@ class _Serializer(URLSafeTimedSerializer):
     token, and without the zlib it tries on every payload: a context is some sixty bytes,
     which zlib never shortens (a compressed token, marked by a leading ".", still reads)."""
 
-    signer = _Signer
+    default_signer = _Signer  # Serializer.__init__ copies it to the instance
 
     def make_signer(self, salt: str | bytes | None = None) -> TimestampSigner:
         if salt is not None and salt != self.salt:

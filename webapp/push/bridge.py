@@ -7,9 +7,10 @@ through its own trip between the threads, each waking the other: under load thos
 the worker more CPU than the panel's own work (docs/benchmarks.md, "Where the time goes").
 
 Whole answers suit this app: none of its answers streams (the one stream, the call's events,
-is a coroutine of its own, webapp.push.stream). A body is read up to MAX_BODY bytes; the app
-is then given what was read, and refuses what is over its own limit (16 KiB for agents'
-forms, 64 KiB for CloudAgent's events) with its own 413 answer.
+is a coroutine of its own, webapp.push.stream). A body is read up to MAX_BODY bytes (one that
+declares more is not read at all) and given to the app with its length, chunked or not; the
+app refuses what is over its own limit (16 KiB for agents' forms, 64 KiB for CloudAgent's
+events) with its own 413 answer.
 """
 
 from __future__ import annotations
@@ -36,10 +37,15 @@ class ThreadedWSGI:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _body(receive)
-        if body is None:  # the client went before its request was whole: nobody to answer
-            return
-        environ = _environ(scope, body)
+        declared = _declared_length(scope)
+        if declared is not None and declared > MAX_BODY:
+            body = b""  # never read: the app refuses it by its Content-Length alone (413)
+        else:
+            read = await _body(receive)
+            if read is None:  # the client went before its request was whole: nobody to answer
+                return
+            body = read
+        environ = _environ(scope, body, declared)
         loop = asyncio.get_running_loop()
         status, headers, chunks = await loop.run_in_executor(self.executor, self._run, environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -53,8 +59,10 @@ class ThreadedWSGI:
         def start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], None]:
-            if exc_info is not None and started:
-                raise exc_info[1].with_traceback(exc_info[2])
+            # Nothing is sent before the app returns, so an error page may always replace
+            # what was started (PEP 3333 re-raises only once headers have gone out).
+            if exc_info is not None:
+                chunks.clear()
             started[:] = [status, headers]
             return chunks.append  # WSGI's write()
 
@@ -90,11 +98,20 @@ async def _body(receive: Receive) -> bytes | None:
     return b"".join(parts)[: MAX_BODY + 1]
 
 
-def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
-    """PEP 3333's environ for an ASGI http scope, as a WSGI server builds it."""
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _environ(scope: Scope, body: bytes, declared: int | None) -> dict[str, Any]:
+    """PEP 3333's environ for an ASGI http scope, as a WSGI server builds it. The body is
+    whole (or cut past MAX_BODY), so its length is stated even when it came chunked: werkzeug
+    then holds it to the route's limit and answers 413 past it."""
     script_name = scope.get("root_path", "").encode("utf-8").decode("latin-1")
     path = scope["path"].encode("utf-8").decode("latin-1")
-    if script_name and path.startswith(script_name):
+    if script_name and (path == script_name or path.startswith(script_name + "/")):
         path = path[len(script_name) :]
     server = scope.get("server") or ("localhost", 80)
     environ: dict[str, Any] = {
@@ -112,17 +129,23 @@ def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
         "wsgi.multithread": True,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
-        # The body is read and bounded: werkzeug may read it without a Content-Length (sent
-        # chunked), and holds it to the route's own limit as it reads.
-        "wsgi.input_terminated": True,
     }
     client = scope.get("client")
     if client:
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
     for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").upper().replace("-", "_")
-        if name not in ("CONTENT_LENGTH", "CONTENT_TYPE"):
-            name = "HTTP_" + name
+        if raw_name in (b"content-length", b"transfer-encoding"):
+            continue  # stated below, from the body read
+        if raw_name == b"content-type":
+            name = "CONTENT_TYPE"
+        else:
+            name = "HTTP_" + raw_name.decode("latin-1").upper().replace("-", "_")
         value = raw_value.decode("latin-1")
-        environ[name] = environ[name] + "," + value if name in environ else value
+        if name in environ:  # a header sent twice: one value, as WSGI servers join them
+            value = environ[name] + ("; " if name == "HTTP_COOKIE" else ",") + value
+        environ[name] = value
+    if declared is not None and declared > MAX_BODY:
+        environ["CONTENT_LENGTH"] = str(declared)
+    elif body or declared is not None:
+        environ["CONTENT_LENGTH"] = str(len(body))
     return environ

@@ -1,9 +1,11 @@
 """gzip for HTML and fragments: the panel page shrinks to about a third on the wire.
 
 Assets are compressed once at start-up (webapp.web.assets); pages here, per response, with
-ISA-L's gzip (python-isal): the same format as zlib's for a third of its CPU. The pages
-hold no secret an attacker could probe by reflecting chosen text next to it (every launch
-parameter is signed), so compressing them does not open a BREACH-style leak.
+ISA-L's gzip (python-isal): the same format as zlib's for a third of its CPU. A panel holds
+tokens (its context and CSRF token) but no text an attacker chooses beside them: the launch
+parameters are signed by the CRM (WIDGET_LAUNCH_SIGNING=off, for development only, gives that
+up) and the rest comes from CloudAgent and our catalogues, so compressing it does not open a
+BREACH-style leak.
 """
 
 from __future__ import annotations
