@@ -279,3 +279,10 @@ def test_an_oversized_event_gets_the_receivers_413(server, size, chunked):
         timeout=30,
     )
     assert answer.status_code == 413 and answer.json() == {"result": "too_large"}
+
+
+def test_the_cap_is_the_largest_limit_of_any_route():
+    from webapp.events.parse import MAX_BODY as EVENTS_LIMIT
+    from webapp.push import bridge
+
+    assert bridge.MAX_BODY == EVENTS_LIMIT  # one byte more is read: the route answers 413

@@ -25,8 +25,10 @@ from typing import Any
 from .stream import Receive, Scope, Send
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-# Above every route's own limit, so that the app sees a body over its limit and answers 413.
-MAX_BODY = 128 * 1024
+# The largest body any route takes (CloudAgent's events, webapp.events.parse.MAX_BODY): one
+# byte past it is read, so that the route sees a body over its limit and answers 413. Read in
+# the loop, so it bounds the memory of a worker's slow uploads: worker_connections x this.
+MAX_BODY = 64 * 1024
 
 
 class ThreadedWSGI:
