@@ -57,6 +57,8 @@ DOCUMENTED_RESPONSES = json.loads(
 )["cases"]
 
 DID = "914071327663"
+# The wrap-up clock's accessible name in English: role timer, "Wrap-up time left 1:59".
+WRAPUP_TIMER = re.compile(r"^Wrap-up time left")
 SUPPORT = "918069100000"  # the demo account's second line: 60 dispositions, callbacks
 LAUNCH_SECRET = "launch-secret-for-tests-0123456789"
 CRM_ORIGIN = "https://crm.example.com"
@@ -504,11 +506,6 @@ def two_push_instances(
         )
         for name in ("widget-a", "widget-b")
     ]
-
-
-def stream_url(server_url: str, ucid: str) -> str:
-    """Open a panel on the production server: the URL of its event stream (data-events)."""
-    return events_url(server_url, ucid)[0]
 
 
 # -- the panel in a browser (Playwright's page and frame objects) ------------------------------

@@ -1,13 +1,12 @@
 """The demo of `make run`: a CRM page on localhost framing the widget from 127.0.0.1."""
 
 import os
-import re
 
 import pytest
 from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
-from tests.helpers import GunicornServer
+from tests.helpers import WRAPUP_TIMER, GunicornServer
 from webapp import create_app
 from webapp.simulator import ServerThread
 
@@ -140,7 +139,7 @@ def test_the_demo_as_make_run_serves_it_hears_the_call_end_from_cloudagent(
         # Hang up: the page tells the widget nothing; CloudAgent's Disconnect (the simulator
         # posts it to the widget's receivers) starts the clock with the demo's wrap-up time.
         page.get_by_role("button", name="Hang up").click()
-        timer = widget.get_by_role("timer", name=re.compile("^Wrap-up time left"))
+        timer = widget.get_by_role("timer", name=WRAPUP_TIMER)
         expect(timer).to_be_visible(timeout=WAIT)
         minutes, _, rest = timer.inner_text().split()[-1].partition(":")
         assert 0 <= int(minutes) * 60 + int(rest) <= 30  # the simulator's wrap-up time

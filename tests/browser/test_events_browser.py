@@ -6,13 +6,12 @@ its call summary shows what CloudAgent recorded and tells the host `confirmed`.
 The events are posted to the widget's receivers as CloudAgent would (tests/events has the
 simulator delivering them); each test has calls of its own."""
 
-import re
-
 import pytest
 from playwright.sync_api import expect
 
 from tests.helpers import (
     DID,
+    WRAPUP_TIMER,
     assert_accessible_and_narrow,
     call_summary_of,
     choose,
@@ -26,7 +25,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.browser
 
 WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
-TIMER = re.compile(r"^Wrap-up time left")
 
 
 def seconds_left(timer):
@@ -42,7 +40,7 @@ def test_a_panel_opened_after_the_disconnect_runs_the_clock_and_tells_the_host(
     cloudagent_says("call", disconnect_event(call.ucid))
     frame = open_call(page, sites, call.ucid)
     expect(frame.get_by_text("CloudAgent says this call has ended.")).to_be_visible(timeout=WAIT)
-    timer = frame.get_by_role("timer", name=TIMER)
+    timer = frame.get_by_role("timer", name=WRAPUP_TIMER)
     expect(timer).to_be_visible(timeout=WAIT)
     assert 0 < seconds_left(frame.locator("#wrapup-time")) <= 120
     assert_accessible_and_narrow(page.locator("#widget"), 360, shoot, "panel-360-cloudagent-ended")
@@ -87,7 +85,7 @@ def test_a_panel_opened_after_the_summary_shows_what_cloudagent_recorded(
     expect(shown).to_contain_text(words, timeout=WAIT)
     name = f"panel-360-cloudagent-confirmed-{'match' if matches else 'other'}-{bool(saved)}"
     assert_accessible_and_narrow(page.locator("#widget"), 360, shoot, name)
-    expect(frame.get_by_role("timer", name=TIMER)).to_be_hidden()  # final: no clock
+    expect(frame.get_by_role("timer", name=WRAPUP_TIMER)).to_be_hidden()  # final: no clock
     # CloudAgent has closed the call: the panel looks finished, as after "saved".
     expect(frame.get_by_role("button", name="Save disposition")).to_be_disabled()
     expect(frame.get_by_label("Disposition", exact=True)).to_be_hidden()

@@ -5,7 +5,6 @@ site's frame that is not listened to, and the dark theme.
 Each test works as an agent and DID of its own where it saves (the widget is shared by the
 session): agent3 on the support line."""
 
-import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,6 +14,7 @@ from playwright.sync_api import expect
 from tests.helpers import (
     DID,
     SUPPORT,
+    WRAPUP_TIMER,
     assert_accessible_and_narrow,
     choose,
     host_says,
@@ -26,7 +26,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.browser
 
 WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
-TIMER = re.compile(r"^Wrap-up time left")
 
 
 def debug_lines(page):
@@ -56,7 +55,7 @@ def saves_sent(page):
 def test_call_ended_starts_a_countdown_that_says_when_wrapup_is_over(page, sites, simulator):
     call = simulator.start_call("agent1", DID)
     frame = open_call(page, sites, call.ucid)
-    timer = frame.get_by_role("timer", name=TIMER)
+    timer = frame.get_by_role("timer", name=WRAPUP_TIMER)
     expect(timer).to_be_hidden()
     host_says(page, "call-ended", wrapupSeconds=3)
     expect(timer).to_be_visible(timeout=WAIT)
@@ -73,7 +72,7 @@ def test_the_last_ten_seconds_are_announced_once_and_a_save_stops_the_clock(page
     simulator.hang_up(call.ucid)
     frame = open_call(page, sites, call.ucid)
     host_says(page, "call-ended", wrapupSeconds=12)
-    timer = frame.get_by_role("timer", name=TIMER)
+    timer = frame.get_by_role("timer", name=WRAPUP_TIMER)
     expect(timer).to_be_visible(timeout=WAIT)
     note = frame.locator("#wrapup-note")
     assert note.inner_text() == ""  # not every second: nothing to say yet
@@ -103,7 +102,7 @@ def test_malformed_messages_from_the_host_are_ignored_without_an_error(page, sit
         host_says(page, message.pop("event"), **message)
     ignored = lambda: sum("ignored a message" in line for line in debug)  # noqa: E731
     until(page, lambda: ignored() == len(wrong), f"{len(wrong)} messages ignored: {debug}")
-    expect(frame.get_by_role("timer", name=TIMER)).to_be_hidden()
+    expect(frame.get_by_role("timer", name=WRAPUP_TIMER)).to_be_hidden()
     assert not page.errors
 
 
@@ -128,7 +127,7 @@ def test_a_frame_from_another_site_is_not_listened_to(page, sites, simulator):
     lines = lambda: [line for line in debug if sites.evil in line]  # noqa: E731
     until(page, lambda: len(lines()) == 2, f"both messages ignored: {debug}")
     assert all("not from the page that frames the panel" in line for line in lines())
-    expect(frame.get_by_role("timer", name=TIMER)).to_be_hidden()
+    expect(frame.get_by_role("timer", name=WRAPUP_TIMER)).to_be_hidden()
     assert frame.get_by_label("Comments").input_value() == ""
     assert frame.get_by_label("Disposition", exact=True).input_value() == ""
 
@@ -259,7 +258,7 @@ def test_the_guides_host_page_sizes_the_frame_to_the_panel_as_it_grows(
         until(page, lambda: height() > before and fits(), "the frame to grow")
         with_field = height()
         page.get_by_role("button", name="Hang up").click()  # the guide's page: callEnded(45)
-        expect(frame.get_by_role("timer", name=TIMER)).to_be_visible(timeout=WAIT)
+        expect(frame.get_by_role("timer", name=WRAPUP_TIMER)).to_be_visible(timeout=WAIT)
         frame.get_by_role("button", name="Save disposition").click()
         assert outcome(frame)[0] == "queued"
         until(page, lambda: height() > with_field and fits(), "the frame to grow again")

@@ -5,13 +5,12 @@ instance B, and the two share one Redis (B's wake-up reaches A's workers) and on
 shows what CloudAgent recorded and tells the host `call-ended` and `confirmed`, with no CRM
 code. tests/shared/test_push_two_instances.py shows the wake-up is Redis's, not the poll's."""
 
-import re
-
 import pytest
 from playwright.sync_api import expect
 
 from tests.helpers import (
     DID,
+    WRAPUP_TIMER,
     call_summary_of,
     choose,
     disconnect_event,
@@ -23,7 +22,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.browser
 
 WAIT = 30_000  # ms: what a busy machine may need, never what a fast one waits
-TIMER = re.compile(r"^Wrap-up time left")
 
 
 def test_a_panel_on_one_instance_goes_live_on_what_the_other_instance_took(
@@ -37,7 +35,7 @@ def test_a_panel_on_one_instance_goes_live_on_what_the_other_instance_took(
         frame = open_call(page, sites, call.ucid)
     assert stream.value.status == 200
     assert stream.value.url.startswith(sites.widget)
-    timer = frame.get_by_role("timer", name=TIMER)
+    timer = frame.get_by_role("timer", name=WRAPUP_TIMER)
     expect(frame.locator("main[data-events]")).to_have_count(1)
     expect(timer).to_have_count(0)
     choose(frame, "Interested")

@@ -48,10 +48,6 @@ def call_summary(ucid, disposition="Interested"):
     }  # fmt: skip
 
 
-def open_panel(server, ucid):
-    return events_url(server.url, ucid)
-
-
 def post(server, kind, payload):
     answer = requests.post(
         f"{server.url}/cloudagent/events/{EVENTS_TOKEN}/{kind}", json=payload, timeout=WAIT
@@ -61,7 +57,7 @@ def post(server, kind, payload):
 
 
 def test_the_stream_is_an_event_stream_that_is_never_cached(server):
-    url, _ = open_panel(server, "PUSH-HEADERS-1")
+    url, _ = events_url(server.url, "PUSH-HEADERS-1")
     with requests.get(url, stream=True, timeout=WAIT) as response:
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -71,11 +67,11 @@ def test_the_stream_is_an_event_stream_that_is_never_cached(server):
 
 def test_every_open_panel_of_the_call_hears_of_its_disconnect_and_summary_on_any_worker(server):
     ucid = "PUSH-LIVE-1"
-    url, _ = open_panel(server, ucid)
+    url, _ = events_url(server.url, ucid)
     # More streams than workers: with reuse_port the kernel spreads them, and each post
     # below lands on one worker; every stream must hear it all the same.
     streams = [EventStream(url) for _ in range(6)]
-    other = EventStream(open_panel(server, "PUSH-LIVE-OTHER")[0])
+    other = EventStream(events_url(server.url, "PUSH-LIVE-OTHER")[0])
     try:
         time.sleep(1)  # let them register: an event before that comes as the current state
         post(server, "call", disconnect(ucid))
@@ -103,7 +99,7 @@ def test_every_open_panel_of_the_call_hears_of_its_disconnect_and_summary_on_any
 
 def test_a_reconnect_gets_what_is_newer_than_its_last_event_id_and_nothing_else(server):
     ucid = "PUSH-REPLAY-1"
-    url, _ = open_panel(server, ucid)
+    url, _ = events_url(server.url, ucid)
     ended = post(server, "call", disconnect(ucid))
     assert ended.status_code == 200
     first = EventStream(url)

@@ -9,7 +9,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import DID, EventStream, disconnect_event, stream_url, wait_for
+from tests.helpers import DID, EventStream, disconnect_event, events_url, wait_for
 from webapp.simulator import Simulator, start_server
 
 EVENTS_TOKEN = "events-token-for-server-tests-0123456789"
@@ -71,7 +71,7 @@ def stream_lines(server) -> list[dict]:
 
 def test_streams_are_logged_once_each_and_counted_across_workers(server):
     ucid = "OBSERVED-1"
-    url = stream_url(server.url, ucid)
+    url = events_url(server.url, ucid)[0]
     context = url.partition("context=")[2].partition("&")[0]
     before = scrape(server)
     assert total(before, "widget_event_streams_open") == 0
@@ -121,7 +121,7 @@ def test_streams_are_logged_once_each_and_counted_across_workers(server):
     assert forged["reason"] == "context"
 
     # A graceful stop: the open stream's line says so.
-    last = EventStream(stream_url(server.url, "OBSERVED-2"))
+    last = EventStream(events_url(server.url, "OBSERVED-2")[0])
     wait_for(lambda: total(scrape(server), "widget_event_streams_open") == 1, what="open")
     server.stop()
     assert last.ended.wait(timeout=60)

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from bench.common import children
-from tests.helpers import EventStream, outcome_of, stream_url, wait_for
+from tests.helpers import EventStream, events_url, outcome_of, wait_for
 from webapp.simulator import Simulator, start_server
 
 EVENTS_TOKEN = "events-token-for-server-tests-0123456789"
@@ -41,7 +41,8 @@ def test_a_graceful_stop_ends_open_streams_at_once_and_finishes_a_save_in_flight
         url, name="push-stop", workers=2, WIDGET_WORKERS="2", WIDGET_EVENTS_TOKEN=EVENTS_TOKEN
     )
     streams = [
-        EventStream(stream_url(server.url, f"STOP-STREAM-{i}"), timeout=60) for i in range(STREAMS)
+        EventStream(events_url(server.url, f"STOP-STREAM-{i}")[0], timeout=60)
+        for i in range(STREAMS)
     ]
     call = sim.start_call("agent1", "914071327663")
     panel = server.open_panel(call.ucid)
@@ -83,7 +84,7 @@ def test_a_worker_recycled_after_max_requests_ends_its_streams_at_once(productio
         WIDGET_EVENTS_TOKEN=EVENTS_TOKEN,
         GUNICORN_CMD_ARGS=f"--max-requests {requests_per_worker}",
     )
-    stream = EventStream(stream_url(server.url, "RECYCLE-STREAM-1"), timeout=60)
+    stream = EventStream(events_url(server.url, "RECYCLE-STREAM-1")[0], timeout=60)
     time.sleep(1)
     assert not stream.ended.is_set()
     first = server.workers

@@ -246,7 +246,8 @@ async def _stream(
                 last = item["id"]
                 await deliver(item)
         if not gone.done():  # stopping or expired: end the response, the panel reconnects
-            ended = EXPIRED if ended == EXPIRED else SHUTDOWN
+            if ended != EXPIRED:
+                ended = SHUTDOWN
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:
         ended = CLIENT_GONE  # the client went while we wrote
