@@ -10,11 +10,21 @@ BREACH-style leak.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from flask import Flask, Response, request
 from isal import igzip
+from werkzeug.http import parse_accept_header
 
 MIN_SIZE = 1024  # below this, gzip's header costs about what it saves
 TYPES = ("text/html", "application/json")
+
+
+@lru_cache(maxsize=256)
+def takes_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip: parsed once per distinct header (a
+    browser sends the same one every time)."""
+    return parse_accept_header(accept_encoding)["gzip"] > 0
 
 
 def compress(response: Response) -> Response:
@@ -22,10 +32,13 @@ def compress(response: Response) -> Response:
         response.direct_passthrough
         or response.status_code < 200
         or response.status_code in (204, 304)
-        or "Content-Encoding" in response.headers
         or response.mimetype not in TYPES
-        or request.accept_encodings["gzip"] <= 0
+        or not takes_gzip(request.environ.get("HTTP_ACCEPT_ENCODING", ""))
     ):
+        return response
+    headers = response.headers
+    present = {name.lower() for name, _ in headers}  # one pass: each lookup would scan
+    if "content-encoding" in present:
         return response
     data = response.get_data()
     if len(data) < MIN_SIZE:
@@ -33,8 +46,11 @@ def compress(response: Response) -> Response:
     # ISA-L's gzip at level 1: a third of zlib's level 1 CPU for a panel page (30 against
     # 130 µs for 13 KB), and a little smaller; the same gzip format for the browser.
     response.set_data(igzip.compress(data, 1, mtime=0))
-    response.headers["Content-Encoding"] = "gzip"
-    response.vary.add("Accept-Encoding")
+    headers.add("Content-Encoding", "gzip")
+    if "vary" in present:
+        response.vary.add("Accept-Encoding")
+    else:
+        headers.add("Vary", "Accept-Encoding")
     return response
 
 

@@ -28,12 +28,20 @@ def content_security_policy(
 
 def secure_headers(response: Response) -> Response:
     headers = response.headers
+    # One pass over the few headers there are, then appends: werkzeug's lookups each scan
+    # the list, and a missing name costs an exception (this runs on every response).
+    present = {name.lower() for name, _ in headers}
     # A view may set its own policy (the demo CRM page frames the widget).
-    headers.setdefault("Content-Security-Policy", current_app.extensions["csp"])
+    if "content-security-policy" not in present:
+        headers.add("Content-Security-Policy", current_app.extensions["csp"])
     # The launch query (ucid, agent, signature) must not leak to anything the page loads.
-    headers["Referrer-Policy"] = "no-referrer"
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers.setdefault("Cache-Control", "no-store")
+    for name, value in (("Referrer-Policy", "no-referrer"), ("X-Content-Type-Options", "nosniff")):
+        if name.lower() in present:
+            headers[name] = value
+        else:
+            headers.add(name, value)
+    if "cache-control" not in present:
+        headers.add("Cache-Control", "no-store")
     return response
 
 

@@ -210,7 +210,7 @@ def _start() -> None:
 def _finish(response: Response) -> Response:
     if "request_id" not in g:  # a request that failed before before_request ran
         return response
-    response.headers["X-Request-ID"] = g.request_id
+    response.headers.add("X-Request-ID", g.request_id)  # ours alone: no need to look for one
     fields = {
         "method": request.method,
         "path": logged_path(request.path),  # never the query: launch links carry a signature
