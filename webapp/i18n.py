@@ -83,7 +83,7 @@ def choose(asked: str | None) -> str:
     if asked and primary(asked) in available:
         return primary(asked)
     preferred = None
-    if "Accept-Language" in request.headers:
+    if request.environ.get("HTTP_ACCEPT_LANGUAGE"):  # a lookup in headers raises when absent
         preferred = request.accept_languages.best_match(available)
     return preferred or current_app.config["WIDGET"].default_language
 
@@ -92,7 +92,8 @@ def use(language: str | None) -> None:
     """Answer this request in `language` (a panel's, from its context) if the service has it."""
     found = current_app.extensions["catalogue_of"].get(language)
     if found is not None:
-        g.language, g.translations = language, found
+        here = g._get_current_object()
+        here.language, here.translations = language, found
         refresh()  # Flask-Babel keeps the first locale it was asked for in a request
 
 

@@ -94,17 +94,20 @@ def _render_form(
 ) -> str:
     """The panel page or its form: the shell for this language, look and list (rendered once,
     webapp.panel.shells), filled in with this call's values."""
-    cache: DispositionCache = current_app.extensions["dispositions"]
+    app = current_app._get_current_object()  # looked through once: every panel comes here
+    extensions = app.extensions
+    cache: DispositionCache = extensions["dispositions"]
     listing = cache.get(call.agent_id, call.did, call.ucid)
     if not listing.ok:
         log.warning("dispositions unavailable for did %s: %s", call.did, listing.error.reason)
-    settings = _settings()
+    settings: Settings = app.config["WIDGET"]
     names = listing.names if listing.ok else None
     recent: tuple[str, ...] = ()
     if names:
         offered = _offered(names)  # a name no longer on the list is not offered again
-        recent = tuple(n for n in _recent().get(call.agent_id, call.did) if n in offered)
-    callbacks = _callbacks()
+        recent_of: RecentChoices = extensions["recent"]
+        recent = tuple(n for n in recent_of.get(call.agent_id, call.did) if n in offered)
+    callbacks: CallbackRule = extensions["callbacks"]
     callback = callbacks.field(names) if names else None
     days = callbacks.days(i18n.current(), i18n.gettext) if callback else None
     compiled = i18n.template(template)
@@ -140,7 +143,7 @@ def _render_form(
     if names and _holds_marker(names):  # CloudAgent's text could pass for a call value's place
         return render(values)
     key = (compiled, names, recent, callback, days, tuple(sorted(look.items())), *values.keys())
-    return current_app.extensions["shells"].page(key, render, values)
+    return extensions["shells"].page(key, render, values)
 
 
 @lru_cache(maxsize=256)
@@ -198,7 +201,7 @@ def launch() -> ResponseReturnValue:
         theme=theme,
         accent=accent,
     )
-    response = make_response(page)
+    response = current_app.response_class(page)  # what make_response makes of a str
     if accent is not None:
         response.headers["Content-Security-Policy"] = policy_allowing_style(accent.csp_source)
     return response

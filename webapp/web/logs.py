@@ -197,32 +197,36 @@ def log_request(fields: dict[str, Any]) -> None:
 
 
 def _start() -> None:
-    g.request_id, g.client_request_id = request_ids(
-        request.environ.get("HTTP_X_REQUEST_ID", ""),
-        request.remote_addr,
+    # Flask's proxies looked through once each: this and _finish run on every request.
+    here, asked = g._get_current_object(), request._get_current_object()
+    here.request_id, here.client_request_id = request_ids(
+        asked.environ.get("HTTP_X_REQUEST_ID", ""),
+        asked.remote_addr,
         current_app.extensions["trusted_proxy"],
     )
-    g.started = time.perf_counter()
-    g.log_fields = {}
-    g.upstream = []
+    here.started = time.perf_counter()
+    here.log_fields = {}
+    here.upstream = []
 
 
 def _finish(response: Response) -> Response:
-    if "request_id" not in g:  # a request that failed before before_request ran
+    here = g._get_current_object()
+    if "request_id" not in here:  # a request that failed before before_request ran
         return response
-    response.headers.add("X-Request-ID", g.request_id)  # ours alone: no need to look for one
+    response.headers.add("X-Request-ID", here.request_id)  # ours alone: none to look for
+    asked = request._get_current_object()
     fields = {
-        "method": request.method,
-        "path": logged_path(request.path),  # never the query: launch links carry a signature
+        "method": asked.method,
+        "path": logged_path(asked.path),  # never the query: launch links carry a signature
         "status": response.status_code,
-        "duration_ms": round((time.perf_counter() - g.started) * 1000, 1),
-        **g.log_fields,
+        "duration_ms": round((time.perf_counter() - here.started) * 1000, 1),
+        **here.log_fields,
     }
-    if g.client_request_id:  # what the client called it: never our id
-        fields["client_request_id"] = g.client_request_id
-    if g.upstream:
-        fields["upstream"] = g.upstream
-        fields["upstream_ms"] = round(sum(call["ms"] for call in g.upstream), 1)
+    if here.client_request_id:  # what the client called it: never our id
+        fields["client_request_id"] = here.client_request_id
+    if here.upstream:
+        fields["upstream"] = here.upstream
+        fields["upstream_ms"] = round(sum(call["ms"] for call in here.upstream), 1)
     log_request(fields)
     return response
 
