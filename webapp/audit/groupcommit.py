@@ -13,13 +13,16 @@ threads queued meanwhile (the leader); a thread that finds a leader at work queu
 and waits. A leader commits the batch holding its own write, then what queued meanwhile, up
 to a few batches, then hands the lead to the first thread still queued. Each caller returns
 only once its own write is committed: a save still reaches CloudAgent only after its row is
-on disk. There is no thread of its own to start or stop. A GroupCommit belongs to the process
-that made it: the app is built in each gunicorn worker (gunicorn.conf.py, preload_app False).
+on disk. There is no thread of its own to start or stop; one connection is kept between
+batches for whichever thread leads (close() gives it back). A GroupCommit belongs to the
+process that made it: the app is built in each gunicorn worker (gunicorn.conf.py, preload_app
+False).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -33,20 +36,28 @@ log = logging.getLogger("webapp.audit")
 
 
 class _Slot:
-    """One queued write, and what became of it."""
+    """One write, and what became of it."""
 
     __slots__ = ("write", "woken", "done", "result", "error")
 
-    def __init__(self, write: Callable[[Connection], Any]) -> None:
+    def __init__(self, write: Callable[[Connection], Any], woken: threading.Event | None) -> None:
         self.write = write
-        self.woken = threading.Event()  # set when done, or when this thread is to lead
+        # Set when done, or when this thread is to lead. None for a leader's own write: its
+        # thread runs it, so nobody waits (an Event costs more than the write's bookkeeping).
+        self.woken = woken
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
 
     def finish(self, result: Any = None, error: BaseException | None = None) -> None:
         self.result, self.error, self.done = result, error, True
-        self.woken.set()
+        if self.woken is not None:
+            self.woken.set()
+
+    def lead(self) -> None:
+        """Wake this queued write's thread to lead."""
+        if self.woken is not None:
+            self.woken.set()
 
 
 class GroupCommit:
@@ -65,46 +76,88 @@ class GroupCommit:
         self._queue: list[_Slot] = []
         self._mutex = threading.Lock()
         self._leading = False
+        # One connection kept between batches, used by the leader only (one at a time):
+        # checking one out of the pool and back in for each batch cost more calls than the
+        # batch's own statements. Any error gives it back (a fresh one next time).
+        self._conn: Connection | None = None
+        self._pid = 0
 
     def run(self, write: Callable[[Connection], T]) -> T:
         """Run `write` in a committed transaction, maybe with others' writes; its result, or
         the error that stopped it."""
-        slot = _Slot(write)
+        # The Event made outside the mutex, on a guess checked under it: uncontended, none.
+        slot = _Slot(write, threading.Event() if self._leading else None)
         with self._mutex:
-            self._queue.append(slot)
             lead = not self._leading
-            self._leading = True
-        if not lead:
+            if lead:
+                self._leading = True
+            else:
+                if slot.woken is None:  # a leader started meanwhile
+                    slot.woken = threading.Event()
+                self._queue.append(slot)
+        if lead:  # nobody was writing: this thread leads, its own write first
+            self._lead([slot])
+        else:
             slot.woken.wait()
-        if not slot.done:  # this thread leads: its own write is still queued
-            self._lead()
+            if not slot.done:  # this thread is to lead: its own write is still queued
+                self._lead([])
         if slot.error is not None:
             raise slot.error
         return slot.result
 
-    def _lead(self) -> None:
-        batch: list[_Slot] = []
+    def _lead(self, batch: list[_Slot]) -> None:
+        rounds = self._max_rounds
         try:
             # Up to a few batches: what queued during one is committed at once, rather than
             # after waking another thread to lead, which under load waits for a CPU.
-            for _ in range(self._max_rounds):
+            while True:
+                if batch:
+                    self._commit(batch)
+                    rounds -= 1
                 with self._mutex:
+                    if not self._queue:
+                        self._leading = False
+                        return
+                    if not rounds:
+                        self._queue[0].lead()
+                        return
                     batch = self._queue[: self._max_batch]
                     del self._queue[: self._max_batch]
-                if not batch:
-                    break
-                self._commit(batch)
         except BaseException as error:  # nobody else would wake the writers of this batch
             for slot in batch:
                 if not slot.done:
                     slot.finish(error=error)
-            raise
-        finally:
             with self._mutex:
                 if self._queue:
-                    self._queue[0].woken.set()  # the next leader; still self._leading
+                    self._queue[0].lead()
                 else:
                     self._leading = False
+            raise
+
+    def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is None or self._pid != os.getpid():  # a forked child opens its own
+            conn = self._conn = self._engine.connect()
+            self._pid = os.getpid()
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            try:
+                conn.close()  # back to the pool, which rolls back or discards it
+            except Exception as error:  # noqa: BLE001 (the write's own error matters more)
+                log.warning("audit connection not returned cleanly: %s", error)
+
+    def close(self) -> None:
+        """Give the kept connection back to the pool (before the engine is disposed of); a
+        later write takes another."""
+        with self._mutex:
+            if self._leading:
+                return  # a write is under way: its connection goes with the engine's pool
+            conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            conn.close()
 
     def _commit(self, batch: list[_Slot]) -> None:
         results: list[Any] = []
@@ -112,12 +165,14 @@ class GroupCommit:
         try:
             # The connection first: no process waits for its pool while holding the host's
             # lock. pysqlite begins the transaction at the first INSERT, under the lock.
-            with self._engine.connect() as conn, self._lock():
+            conn = self._connection()
+            with self._lock():
                 with conn.begin():
                     for slot in batch:
                         results.append(slot.write(conn))
                 committed = True
         except Exception as error:
+            self._drop_connection()
             if committed:  # only releasing the lock failed: the rows are on disk
                 log.error("audit write lock not released cleanly: %s", error)
             elif len(results) < len(batch) and len(batch) > 1 and _refused(error):

@@ -634,6 +634,8 @@ class AuditLog:
                 thread.join(timeout=10)
         if self.journal is not None:
             self.journal.close()
+        if self._group is not None:
+            self._group.close()
         self.engine.dispose()
 
     def prune(self, cutoff: float, *, batch: int = PRUNE_BATCH, dry_run: bool = False) -> int:
