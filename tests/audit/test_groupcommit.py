@@ -198,3 +198,33 @@ def test_a_leader_takes_along_what_queued_for_a_few_rounds_then_hands_over(engin
     else:  # it went on to commit them itself
         assert batch_thread is leader
     assert not group._leading and not group._queue
+
+
+def test_one_connection_serves_batch_after_batch_and_close_gives_it_back(engine):
+    checkouts = []
+    event.listen(engine, "checkout", lambda *args: checkouts.append(args[0]))
+    group = GroupCommit(engine, threading.Lock)
+    for name in ("a", "b", "c"):
+        group.run(add(name))
+    assert len(checkouts) == 1 and engine.pool.checkedout() == 1
+    group.close()
+    assert engine.pool.checkedout() == 0
+    assert group.run(add("d")) > 0 and len(checkouts) == 2  # a later write takes another
+    assert names(engine) == ["a", "b", "c", "d"]
+
+
+def test_a_failed_batch_gives_its_connection_back_and_the_next_takes_a_fresh_one(engine):
+    checkouts = []
+    event.listen(engine, "checkout", lambda *args: checkouts.append(args[0]))
+    group = GroupCommit(engine, threading.Lock)
+    group.run(add("a"))
+
+    def broken(conn):
+        conn.execute(insert(items).values(name="lost"))
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    with pytest.raises(OperationalError):
+        group.run(broken)
+    assert engine.pool.checkedout() == 0
+    group.run(add("b"))
+    assert len(checkouts) == 2 and names(engine) == ["a", "b"]  # "lost" rolled back

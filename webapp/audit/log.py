@@ -70,6 +70,20 @@ UNKNOWN = "unknown"
 # The hot path's statements, built once: building them per save (`.values(**row)`, fresh
 # bind parameters) cost SQLAlchemy more CPU than SQLite spent running them.
 _BEGIN = insert(saves)
+# What begin() writes, in the table's order.
+_BEGIN_COLUMNS = (
+    "started_at",
+    "request_id",
+    "agent",
+    "ucid",
+    "did",
+    "disposition",
+    "pause",
+    "pause_reason",
+    "outcome",
+    "instance",
+    "callback_time",
+)
 _COMPLETE = update(saves).where(saves.c.id == bindparam("entry_id"))
 # A journalled completion, applied only to a row still open, or closed by the sweep for want
 # of news: applying one twice (a crash between applying and deleting it) changes nothing.
@@ -88,6 +102,20 @@ _UCID_OF = select(saves.c.ucid, saves.c.agent).where(saves.c.id == bindparam("en
 _SAVES_SINCE = select(func.count(), func.min(saves.c.started_at)).where(
     saves.c.agent == bindparam("agent"), saves.c.started_at > bindparam("since")
 )
+# A save within its limit: the count and the row in one statement, the row only if the agent
+# started fewer than `most` attempts since `since` (one statement fewer a save than counting
+# first). PostgreSQL returns the id; SQLite's is the cursor's lastrowid (RETURNING needs
+# SQLite 3.35).
+_BEGIN_WITHIN_LIMIT = insert(saves).from_select(
+    list(_BEGIN_COLUMNS),
+    select(*(bindparam(name, type_=saves.c[name].type) for name in _BEGIN_COLUMNS)).where(
+        select(func.count())
+        .where(saves.c.agent == bindparam("agent"), saves.c.started_at > bindparam("since"))
+        .scalar_subquery()
+        < bindparam("most")
+    ),
+)
+_BEGIN_WITHIN_LIMIT_RETURNING = _BEGIN_WITHIN_LIMIT.returning(saves.c.id)
 _EARLIER = (
     select(
         saves.c.disposition,
@@ -345,9 +373,9 @@ class AuditLog:
 
         With `limit` (saves, seconds), only if the agent has started fewer than that many
         attempts in the last that many seconds; else RateLimited (nothing recorded). The
-        count and the row are one write: SQLite takes one writer at a time on the host, and
-        PostgreSQL locks the agent for the transaction, so the limit is exact however many
-        saves arrive at once."""
+        count and the row are one statement, in one write: SQLite takes one writer at a time
+        on the host, and PostgreSQL locks the agent for the transaction, so the limit is exact
+        however many saves arrive at once."""
         if not self._ensure_ready():
             log.error("audit log unreachable since this start: save refused before CloudAgent")
             raise AuditUnavailable("the audit database has not answered since this start")
@@ -366,17 +394,29 @@ class AuditLog:
             callback_time=attempt.callback_time or None,
         )
 
+        if limit is not None:
+            most, window = limit
+            values["since"] = now - window
+            # The limit refuses a save only with an attempt in the window: even a limit of 0
+            # lets one through.
+            values["most"] = max(most, 1)
+
         def write(conn: Connection) -> tuple[int, float]:
             """(the row's id, 0), or (0, seconds to wait) with nothing written."""
-            if limit is not None:
-                most, window = limit
-                if self._postgres:
-                    conn.execute(_AGENT_LOCK, {"key": _lock_key(attempt.agent)})
-                params = {"agent": attempt.agent, "since": now - window}
-                count, oldest = conn.execute(_SAVES_SINCE, params).one()
-                if count >= most and oldest is not None:
-                    return 0, max(0.001, oldest + window - now)
-            return int(conn.execute(_BEGIN, values).inserted_primary_key[0]), 0.0
+            if limit is None:
+                return int(conn.execute(_BEGIN, values).inserted_primary_key[0]), 0.0
+            if self._postgres:
+                conn.execute(_AGENT_LOCK, {"key": _lock_key(attempt.agent)})
+                entry = conn.execute(_BEGIN_WITHIN_LIMIT_RETURNING, values).scalar()
+            else:
+                result = conn.execute(_BEGIN_WITHIN_LIMIT, values)
+                entry = result.lastrowid if result.rowcount == 1 else None
+            if entry is not None:
+                return int(entry), 0.0
+            # Refused: the wait, from the oldest attempt in the window (the agent still locked;
+            # none only if rows vanished meanwhile: then a whole window).
+            _count, oldest = conn.execute(_SAVES_SINCE, values).one()
+            return 0, window if oldest is None else max(0.001, oldest + window - now)
 
         try:
             result = self._write(write)
