@@ -186,6 +186,9 @@ class GroupCommit:
                 for slot in batch:
                     slot.finish(error=error)
                 return
+        except BaseException:  # interrupted: a connection in no known state is not kept
+            self._drop_connection()
+            raise
         for slot, result in zip(batch, results, strict=True):
             slot.finish(result)
 
