@@ -45,6 +45,8 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
         "from the loop to Flask's thread and back",
         (
             "ThreadedWSGI",
+            "Pool.",
+            "_settle (bridge.py)",
             "WSGIResponder",
             "WSGIMiddleware",
             "_chain_future",

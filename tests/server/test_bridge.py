@@ -5,6 +5,7 @@ Then the same on the production server: a save sent chunked, an oversized save a
 
 import asyncio
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
@@ -12,7 +13,7 @@ import pytest
 import requests
 
 from tests.helpers import DID, hidden_value, launch_path
-from webapp.push.bridge import MAX_BODY, ThreadedWSGI
+from webapp.push.bridge import MAX_BODY, Pool, ThreadedWSGI
 from webapp.simulator import Simulator, start_server
 
 EVENTS_TOKEN = "events-token-for-bridge-tests-0123456789"
@@ -286,3 +287,83 @@ def test_the_cap_is_the_largest_limit_of_any_route():
     from webapp.push import bridge
 
     assert bridge.MAX_BODY == EVENTS_LIMIT  # one byte more is read: the route answers 413
+
+
+def in_loop(coroutine_function):
+    with ThreadPoolExecutor(1) as thread:  # a loop of its own (Playwright may hold this one)
+        return thread.submit(asyncio.run, coroutine_function()).result()
+
+
+def test_the_pool_starts_threads_as_the_work_needs_them_and_no_more():
+    pool = Pool(4, "test")
+    started = threading.Barrier(4, timeout=30)
+    names = []
+
+    def job(number):
+        names.append(threading.current_thread().name)
+        if number < 4:
+            started.wait()  # four at once: each needs a thread of its own
+        return number * 2
+
+    async def main():
+        together = await asyncio.gather(*(pool.run(job, n) for n in range(4)))
+        more = await asyncio.gather(*(pool.run(job, n) for n in range(4, 40)))
+        one_by_one = [await pool.run(job, n) for n in range(40, 50)]
+        return together + more + one_by_one
+
+    assert in_loop(main) == [n * 2 for n in range(50)]
+    assert len(set(names)) == 4 and all(name.startswith("test_") for name in names)
+
+
+def test_one_job_after_another_needs_one_thread():
+    pool = Pool(8, "one")
+    names = set()
+
+    async def main():
+        for n in range(20):
+            await pool.run(lambda _: names.add(threading.current_thread().name), n)
+
+    in_loop(main)
+    assert len(names) == 1
+
+
+def test_a_jobs_error_is_raised_where_its_result_is_awaited_and_the_pool_goes_on():
+    pool = Pool(2, "errors")
+
+    def job(number):
+        if number == 1:
+            raise ValueError("no")
+        return number
+
+    async def main():
+        results = await asyncio.gather(
+            *(pool.run(job, n) for n in range(3)), return_exceptions=True
+        )
+        return results, await pool.run(job, 5)
+
+    (first, failed, third), after = in_loop(main)
+    assert (first, third, after) == (0, 2, 5)
+    assert isinstance(failed, ValueError) and str(failed) == "no"
+
+
+def test_a_request_gone_while_its_job_waited_is_not_run():
+    pool = Pool(1, "gone")
+    release = threading.Event()
+    ran = []
+
+    def job(number):
+        ran.append(number)
+        if number == 0:
+            release.wait(30)
+        return number
+
+    async def main():
+        busy = pool.run(job, 0)  # holds the one thread
+        waiting = pool.run(job, 1)
+        waiting.cancel()  # its request went: the ASGI task was cancelled
+        release.set()
+        assert await busy == 0
+        assert await pool.run(job, 2) == 2
+
+    in_loop(main)
+    assert ran == [0, 2]

@@ -16,10 +16,13 @@ events) with its own 413 answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import itertools
+import queue
 import sys
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .stream import Receive, Scope, Send
@@ -31,12 +34,72 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 MAX_BODY = 64 * 1024
 
 
+class Pool:
+    """Up to `most` threads, started as the work needs them, running jobs for event loops:
+    one queue put to hand a job over and one call_soon_threadsafe to hand its result back.
+    run_in_executor's concurrent Future, work item and the callbacks chaining it to the
+    loop's future cost twice the CPU per hand-off, on every request."""
+
+    def __init__(self, most: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._most = most
+        self._name = name
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._unfinished = 0  # jobs queued or running
+
+    def run(self, job: Callable[[Any], Any], argument: Any) -> asyncio.Future[Any]:
+        """`job(argument)` in a pool thread; the future of its result, on the running loop."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._lock:
+            self._unfinished += 1
+            grow = self._unfinished > self._threads and self._threads < self._most
+            if grow:
+                self._threads += 1
+        if grow:
+            name = f"{self._name}_{next(self._numbers)}"
+            # A daemon: at exit nothing is left to wait for (the loop waited for its requests).
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+        self._jobs.put((loop, future, job, argument))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            loop, future, job, argument = self._jobs.get()
+            outcome: tuple[Any, BaseException | None] | None = None
+            try:
+                if not future.cancelled():  # else its request is gone: nobody to answer
+                    try:
+                        outcome = (job(argument), None)
+                    except BaseException as error:  # the awaiting request raises it
+                        outcome = (None, error)
+            finally:
+                # Counted as done before its result is handed back: the request's next job
+                # may be asked for at once, and this thread is free to take it.
+                with self._lock:
+                    self._unfinished -= 1
+            if outcome is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                    loop.call_soon_threadsafe(_settle, future, *outcome)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
 class ThreadedWSGI:
     """ASGI `http` requests to a WSGI app run in a pool of `threads` threads."""
 
     def __init__(self, app: WSGIApp, threads: int) -> None:
         self.app = app
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
+        self.pool = Pool(threads, "wsgi")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _declared_length(scope)
@@ -48,8 +111,7 @@ class ThreadedWSGI:
                 return
             body = read
         environ = _environ(scope, body, declared)
-        loop = asyncio.get_running_loop()
-        status, headers, chunks = await loop.run_in_executor(self.executor, self._run, environ)
+        status, headers, chunks = await self.pool.run(self._run, environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"".join(chunks)})
 
