@@ -12,6 +12,7 @@ from werkzeug import Response
 
 from tests.helpers import DID, DOCUMENTED_RESPONSES, READ_TIMEOUT, Clock
 from webapp.cloudagent import CloudAgentClient, SqliteTokenStore, Token
+from webapp.cloudagent.client import ANSWER_CHUNK, MAX_ANSWER_BYTES
 
 CASES = DOCUMENTED_RESPONSES
 EXPECTED_KIND = {
@@ -119,6 +120,15 @@ def test_an_expired_or_replaced_token_is_renewed_and_the_save_goes_through(clien
     simulator.rotate_token("demo")
     assert save(client, call).kind == "queued"
     assert simulator.stats()["mints"]["demo"] == 4  # ours, ours again, an outsider's, ours
+
+
+def test_calls_share_one_kept_alive_connection(client, call, upstream):
+    for _ in range(5):
+        assert save(client, call).kind == "queued"
+    assert client.fetch_dispositions("agent1", DID, call.ucid).ok
+    pools = client.session.get_adapter(upstream.url).poolmanager.pools
+    opened = [pools[key].num_connections for key in pools.keys()]  # noqa: SIM118 (not iterable)
+    assert opened == [1]  # mint, five Sets and a get: over one connection
 
 
 # -- against a loopback server with canned answers -------------------------------------------
@@ -330,3 +340,65 @@ def test_the_session_reads_proxies_once_and_then_ignores_the_environment(monkeyp
     assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
     assert session.trust_env is False
     assert session.get_adapter("https://x").poolmanager.connection_pool_kw["maxsize"] == 256
+
+
+# -- what of an answer is read ----------------------------------------------------------------
+
+
+class _Body:
+    """A finite answer body (a transport's), counting what the client pulls from it."""
+
+    def __init__(self, size: int) -> None:
+        self.left, self.pulled, self.closed = size, 0, False
+
+    def read(self, amount: int | None = None, **_options: object) -> bytes:
+        chunk = b"x" * min(self.left, amount or self.left)
+        self.left -= len(chunk)
+        self.pulled += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Redirecting(requests.adapters.BaseAdapter):
+    """Answers every request with a redirect to `location`, its body `size` bytes long."""
+
+    def __init__(self, location: str, size: int) -> None:
+        super().__init__()
+        self.location, self.size, self.bodies = location, size, []
+
+    def send(self, request, **_options):
+        response = requests.Response()
+        response.status_code = 302
+        response.headers["Location"] = self.location
+        response.raw = _Body(self.size)
+        response.request, response.url = request, request.url
+        self.bodies.append(response.raw)
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "location, size",
+    [("https://elsewhere.test/x", 3 * MAX_ANSWER_BYTES), ("http://[not-a-url/", 10)],
+    ids=["long_answer", "unparsable_location"],
+)
+def test_a_redirects_answer_is_read_no_further_than_any_answer_and_never_raises(location, size):
+    """Not followed, so nothing of a redirect is prepared: its answer is read only as far as
+    any other (session.send() would read all of it) and a Location that requests cannot parse
+    is one more unusable answer (session.send() would raise ValueError)."""
+    adapter = _Redirecting(location, size)
+    session = requests.Session()
+    session.mount("https://ca.test", adapter)
+    client = CloudAgentClient(
+        base_url="https://ca.test", username="u", api_key="k", auth="apikey", session=session
+    )
+    outcome = client.set_disposition(agent_id="a", did="d", ucid="u", disposition="X")
+    assert (outcome.kind, outcome.reason) == ("unavailable", "bad_response")
+    assert outcome.http_status == 302
+    (body,) = adapter.bodies
+    assert body.pulled <= MAX_ANSWER_BYTES + ANSWER_CHUNK
+    assert body.closed == (size > MAX_ANSWER_BYTES)  # a long one's connection dropped
