@@ -342,7 +342,55 @@ def test_the_session_reads_proxies_once_and_then_ignores_the_environment(monkeyp
     assert session.get_adapter("https://x").poolmanager.connection_pool_kw["maxsize"] == 256
 
 
-# -- what of an answer is read ----------------------------------------------------------------
+# -- what is sent, and what of an answer is read ---------------------------------------------
+
+
+@pytest.mark.parametrize("userinfo", [False, True], ids=["plain_url", "password_in_url"])
+@pytest.mark.parametrize("auth", ["token", "apikey"])
+def test_each_request_is_what_requests_prepares_from_the_session_and_the_call(
+    httpserver, tmp_path, auth, userinfo
+):
+    """The fixed part of a request (method, URL, the session's headers) is prepared once per
+    URL; what goes out is still what PreparedRequest.prepare() makes, header for header, call
+    after call, with each call's own token and body (a password in the URL included: requests
+    sends it as Basic auth, over the token)."""
+    httpserver.expect_request("/ca_apis/CAToken/generateToken").respond_with_json(TOKEN)
+    httpserver.expect_request("/ca_apis/DispositionAPIV2").respond_with_json(CASES[4]["body"])
+    base_url = httpserver.url_for("/")
+    if userinfo:
+        base_url = base_url.replace("://", "://acme:s3cret@")
+    client = CloudAgentClient(
+        base_url=base_url,
+        username="acme",
+        api_key="acme-key",
+        auth=auth,
+        token_store=SqliteTokenStore(tmp_path / "tokens.sqlite3") if auth == "token" else None,
+    )
+    other = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDF9.b3RoZXI"
+    client.set_disposition(agent_id="a1", did="d1", ucid="u1", disposition="X")
+    client._token = Token(other, time.time() + 3600)  # renewed since: the next call sends it
+    client.set_disposition(agent_id="a1", did="d1", ucid="u2", disposition="Y", comments="é")
+    client.fetch_dispositions("a1", "d1", "u3")
+
+    tokens = iter([TOKEN["token"], other, other])
+    for received, _ in httpserver.log:
+        body = json.loads(received.data)
+        own = {"Content-Type": "application/json"}
+        if received.path.endswith("generateToken") or auth == "apikey":
+            own["apiKey"] = "acme-key"
+        else:
+            own["Authorization"] = f"Bearer {next(tokens)}"
+        expected = requests.PreparedRequest()  # as client.py prepared each call before
+        expected.prepare(
+            method="POST",
+            url=base_url.rstrip("/") + received.path,
+            headers={**client.session.headers, **own},
+            json=body,
+        )
+        got = {k.lower(): v for k, v in received.headers.items() if k.lower() != "host"}
+        assert got == {k.lower(): v for k, v in expected.headers.items()}
+        assert received.data == expected.body
+    assert len(httpserver.log) == (4 if auth == "token" else 3)
 
 
 class _Body:

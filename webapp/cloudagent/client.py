@@ -139,6 +139,8 @@ class CloudAgentClient:
         self.account = f"{self.base_url}|{username}"
         self._token: Token | None = None  # this process's copy of the shared token
         self._blocked_until = 0.0  # a sign-in conflict seen by this process holds until then
+        # Each request's fixed part, by path and whether it carries the API key (see _request).
+        self._prepared: dict[tuple[str, bool], _Fixed] = {}
         # HTTP 5xx answers: a WARNING each, at most one a minute per action and status.
         self.server_errors = Throttled(log)
 
@@ -255,17 +257,15 @@ class CloudAgentClient:
         refused: str | None = None
         conflict = False
         for _attempt in range(3):
-            headers = {"Content-Type": "application/json"}
             minted = False
-            if self.auth == "apikey":
-                headers["apiKey"] = self._api_key
-            else:
+            bearer = None  # apikey auth: the API key is sent instead
+            if self.auth == "token":
                 got = self._bearer(refused, conflict)
                 if isinstance(got, Outcome):
                     return got
                 token, minted = got
-                headers["Authorization"] = f"Bearer {token.value}"
-            reply = self._post(action, DISPOSITION_PATH, body, headers)
+                bearer = token.value
+            reply = self._post(action, DISPOSITION_PATH, body, bearer)
             if isinstance(reply, Outcome) or not reply.token_refused or self.auth == "apikey":
                 return reply
             if minted and refused is not None:
@@ -276,10 +276,11 @@ class CloudAgentClient:
         return refusal_outcome(reply)
 
     def _post(
-        self, action: str, path: str, body: dict[str, str], headers: dict[str, str]
+        self, action: str, path: str, body: dict[str, str], bearer: str | None = None
     ) -> Reply | Outcome:
+        """POST `body` as JSON with the bearer token, or without one the API key."""
         started = time.perf_counter()
-        result = self._send(action, path, body, headers, started)
+        result = self._send(action, path, body, bearer, started)
         if self.on_call is not None:
             status = result.http_status if isinstance(result, Reply) else None
             ms = (time.perf_counter() - started) * 1000
@@ -291,20 +292,12 @@ class CloudAgentClient:
         action: str,
         path: str,
         body: dict[str, str],
-        headers: dict[str, str],
+        bearer: str | None,
         started: float,
     ) -> Reply | Outcome:
-        # Prepared here rather than by session.post(), which merges the session's cookies,
-        # auth and settings on every call: a fifth of the call's CPU, for nothing used here.
-        request = requests.PreparedRequest()
         session = self.session
         try:
-            request.prepare(
-                method="POST",
-                url=self.base_url + path,
-                headers={**session.headers, **headers},
-                json=body,
-            )
+            request = self._request(path, bearer, body)
             # Never followed: a redirect would carry the API key or token to another URL.
             # Streamed, so that no more of the answer than MAX_ANSWER_BYTES is ever read.
             # Straight to the session's adapter with the session's settings: session.send()
@@ -375,6 +368,28 @@ class CloudAgentClient:
         )
         return reply
 
+    def _request(
+        self, path: str, bearer: str | None, body: dict[str, str]
+    ) -> requests.PreparedRequest:
+        """The POST as PreparedRequest.prepare() makes it from the session's headers, Content-Type
+        and the token or API key. All but the body and token is prepared once per URL and
+        session (their headers as they are then): preparing it is most of prepare()'s CPU. Not
+        session.post(), which would merge in the session's cookies, auth and settings too."""
+        url = self.base_url + path  # base_url may be changed (tests point it elsewhere)
+        fixed = self._prepared.get((path, bearer is None))
+        if fixed is None or fixed.url != url or fixed.session is not self.session:
+            fixed = _Fixed.of(url, self.session, None if bearer is not None else self._api_key)
+            self._prepared[(path, bearer is None)] = fixed
+        request = fixed.request.copy()  # headers of its own: `fixed` is shared by all threads
+        if bearer is not None:
+            header = ("Authorization", f"Bearer {bearer}")
+            requests.utils.check_header_validity(header)  # as prepare_headers() checks each
+            request.headers["Authorization"] = header[1]
+        request.prepare_body(None, None, json=body)
+        if fixed.url_auth:
+            request.prepare_auth(None)  # after the body, as prepare() does
+        return request
+
     def _bearer(self, refused: str | None, conflict: bool = False) -> tuple[Token, bool] | Outcome:
         """A token to send (and whether it was minted just now), or why there is none."""
         now = self.clock()
@@ -433,12 +448,7 @@ class CloudAgentClient:
 
     def _mint(self) -> Token:
         """Generate Token. Called only by the token store, under its lock."""
-        reply = self._post(
-            "generateToken",
-            TOKEN_PATH,
-            {"userName": self.username},
-            {"Content-Type": "application/json", "apiKey": self._api_key},
-        )
+        reply = self._post("generateToken", TOKEN_PATH, {"userName": self.username})
         if isinstance(reply, Outcome):
             if reply.reason == "unreachable":  # never reached: nothing to count
                 raise MintFailed(
@@ -462,6 +472,28 @@ class CloudAgentClient:
             self.on_mint()
         token = token.strip()
         return Token(token, token_expiry(token, self.clock()))
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """What every POST to one URL through one session has: method, URL and headers, prepared."""
+
+    url: str
+    session: requests.Session
+    request: requests.PreparedRequest
+    url_auth: bool  # a user and password in the URL, which requests sends as Basic auth
+
+    @classmethod
+    def of(cls, url: str, session: requests.Session, api_key: str | None) -> _Fixed:
+        headers = {**session.headers, "Content-Type": "application/json"}
+        if api_key is not None:
+            headers["apiKey"] = api_key
+        request = requests.PreparedRequest()
+        request.prepare_method("POST")
+        request.prepare_url(url, None)
+        request.prepare_headers(headers)  # raises InvalidHeader as prepare() would
+        # No prepare_cookies(): it adds no header from an empty jar, and no cookie is sent.
+        return cls(url, session, request, any(requests.utils.get_auth_from_url(url)))
 
 
 def _text_of(response: requests.Response, action: str) -> str:
