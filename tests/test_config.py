@@ -82,6 +82,18 @@ def test_a_bad_value_stops_start_up_naming_the_variable(change, variable):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    "key", ["key-0123\r\nX-Injected: yes", "key\x00-0123456789", "clé-0123456789", "k\x7fey0123"]
+)
+def test_an_api_key_no_header_can_carry_stops_start_up_without_showing_it(key):
+    # requests would refuse it on every call, quoting it in an error the logs would keep.
+    with pytest.raises(ConfigError) as error:
+        load_settings(LIVE | {"WIDGET_CLOUDAGENT_API_KEY": key})
+    message = str(error.value)
+    assert message.startswith("WIDGET_CLOUDAGENT_API_KEY: holds a character")
+    assert "0123" not in message and "\n" not in message
+
+
 def test_signing_off_must_be_said_explicitly():
     assert load_settings(LIVE).launch_signing
     off = LIVE | {"WIDGET_LAUNCH_SIGNING": "off", "WIDGET_ALLOW_INSECURE": "1"}

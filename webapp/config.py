@@ -360,6 +360,13 @@ def load_settings(
         raise ConfigError(
             "WIDGET_CLOUDAGENT_API_KEY: required when WIDGET_CLOUDAGENT_USERNAME is set"
         )
+    elif not (api_key.isascii() and api_key.isprintable()):
+        # It goes in a header: requests would refuse it on every call with an error that
+        # quotes the value, which would then reach the logs. Refused here, never shown.
+        raise ConfigError(
+            "WIDGET_CLOUDAGENT_API_KEY: holds a character an HTTP header cannot carry "
+            "(a line break, a control character or a non-ASCII letter); the value is not shown"
+        )
 
     def secret(name: str) -> str:
         value = env.get(name, "")
