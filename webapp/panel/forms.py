@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 from flask_babel import lazy_gettext
@@ -118,15 +118,16 @@ class DispositionForm(FlaskForm):
     def __init__(
         self,
         *args: object,
-        dispositions: Sequence[str] | None,
-        pause_reasons: Sequence[str],
+        dispositions: Collection[str] | None,
+        pause_reasons: Collection[str],
         callbacks: CallbackRule,
         **kwargs: object,
     ) -> None:
         super().__init__(*args, **kwargs)
         # None: the list could not be loaded; CloudAgent then judges the name on its own.
-        self.known = None if dispositions is None else set(dispositions)
-        self.reasons = set(pause_reasons)
+        # (frozenset() of a frozenset is that same set: the view passes the list's, made once.)
+        self.known = None if dispositions is None else frozenset(dispositions)
+        self.reasons = frozenset(pause_reasons)
         self.callbacks = callbacks
         self.callback_at: datetime | None = None  # set when the disposition needs one
 

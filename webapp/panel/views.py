@@ -77,7 +77,7 @@ def _form(call: Launch, token: str) -> DispositionForm:
     return DispositionForm(
         formdata=request.form,
         meta={"csrf_context": token},
-        dispositions=listing.names if listing.ok else None,
+        dispositions=_offered(listing.names) if listing.ok else None,
         pause_reasons=_settings().pause_reasons,
         callbacks=_callbacks(),
     )
