@@ -32,4 +32,5 @@ def init_app(app: Flask, settings: Settings) -> None:
     )
     app.extensions["recent"] = RecentChoices(app.extensions["audit"])
     app.extensions["shells"] = Shells()
+    app.extensions["outcome_shells"] = Shells()  # the save's answers: a few dozen at most
     app.register_blueprint(bp)

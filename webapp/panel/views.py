@@ -210,12 +210,55 @@ def launch() -> ResponseReturnValue:
 def _outcome(
     kind: str, message: str, status: int = 200, *, call: Launch | None = None, **extra: object
 ) -> ResponseReturnValue:
-    return (
-        render_template(
-            i18n.template("_outcome.html"), kind=kind, message=message, call=call, **extra
-        ),
-        status,
-    )
+    """The outcome fragment: its shell (rendered once per language, kind and which of its
+    parts it has, webapp.panel.shells) with this answer's values put in, as the panel is.
+    A form's field errors (rare) are rendered whole."""
+    compiled = i18n.template("_outcome.html")
+    if "errors" in extra:
+        return render_template(compiled, kind=kind, message=message, call=call, **extra), status
+    recorded = extra.pop("recorded", None)
+    summary = extra.pop("summary", None)
+    values = {
+        "message": message,
+        "disposition": extra.pop("disposition", None) or "",
+        "callback_time": extra.pop("callback_time", None) or "",
+    }
+    if call is not None:
+        values["ucid"] = call.ucid
+    if recorded is not None:
+        values["recorded"] = recorded.disposition or ""
+    if summary:  # a line left empty is not a value: the template leaves it out (or says No)
+        values |= {f"summary_{name}": summary[name] for name in _SUMMARY if summary[name]}
+
+    def render(filled: Mapping[str, str]) -> str:
+        return render_template(
+            compiled,
+            kind=kind,
+            message=filled["message"],
+            call=None if call is None else _CallValues(filled["ucid"], "", ""),
+            disposition=filled["disposition"],
+            callback_time=filled["callback_time"],
+            recorded=None if recorded is None else _Recorded(filled["recorded"], recorded.reason),
+            summary={n: filled.get(f"summary_{n}", "") for n in _SUMMARY} if summary else summary,
+            **extra,
+        )
+
+    # Markers are never empty: what the template branches on is in the key, as the values
+    # present and the words of our own (kind, the recorded reason, refused, ...).
+    reason = None if recorded is None else recorded.reason
+    key = (compiled, kind, reason, bool(summary), tuple(sorted(extra.items())), *values.keys())
+    return current_app.extensions["outcome_shells"].page(key, render, values), status
+
+
+_SUMMARY = ("disposition", "callback", "pause")  # the finished panel's lines (_summary)
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """What the outcome fragment shows of panel.recorded's Recorded."""
+
+    disposition: str
+    reason: str | None
 
 
 def _context() -> tuple[Launch, str]:
