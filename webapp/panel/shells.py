@@ -7,6 +7,9 @@ for every call of a line. Rendering the whole template for each panel was a fift
 So the template is rendered once per such key with a marker in place of each call value, and
 each panel is the shell with the values, escaped as the template would escape them, put in.
 
+The save's answer (views._outcome) is made the same way, from shells of its own, one per
+language, kind and the parts it has (tests/panel/test_outcome_shells.py).
+
 The result is byte for byte what the template renders (tests/panel/test_shells.py compares
 them over many calls). A shell is kept only when its markers are exactly where the values
 went: a list or a text that itself held the marker character is rendered in full every time.
