@@ -31,10 +31,15 @@ def run(app, scope, messages):
     async def send(message):
         sent.append(message)
 
-    # In a thread of its own: a browser test's Playwright may hold this thread's event loop.
-    with ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, app(scope, receive, send)).result()
+    in_loop(lambda: app(scope, receive, send))
     return sent
+
+
+def in_loop(coroutine_function):
+    """Run `coroutine_function()` in a loop of its own, in a thread of its own: a browser
+    test's Playwright may hold this thread's event loop."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine_function()).result()
 
 
 def http_scope(method="GET", path="/x", query=b"", headers=()):
@@ -136,8 +141,7 @@ def test_a_body_declared_over_the_cap_is_not_read_at_all():
         pass
 
     scope = http_scope("POST", headers=[(b"content-length", str(10 * MAX_BODY).encode())])
-    with ThreadPoolExecutor(1) as thread:
-        thread.submit(asyncio.run, ThreadedWSGI(recorder, 2)(scope, receive, send)).result()
+    in_loop(lambda: ThreadedWSGI(recorder, 2)(scope, receive, send))
     [(environ, body)] = recorder.calls
     assert received == [] and body == b"" and environ["CONTENT_LENGTH"] == str(10 * MAX_BODY)
 
@@ -287,11 +291,6 @@ def test_the_cap_is_the_largest_limit_of_any_route():
     from webapp.push import bridge
 
     assert bridge.MAX_BODY == EVENTS_LIMIT  # one byte more is read: the route answers 413
-
-
-def in_loop(coroutine_function):
-    with ThreadPoolExecutor(1) as thread:  # a loop of its own (Playwright may hold this one)
-        return thread.submit(asyncio.run, coroutine_function()).result()
 
 
 def test_the_pool_starts_threads_as_the_work_needs_them_and_no_more():

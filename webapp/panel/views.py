@@ -238,7 +238,7 @@ def _outcome(
             call=None if call is None else _CallValues(filled["ucid"], "", ""),
             disposition=filled["disposition"],
             callback_time=filled["callback_time"],
-            recorded=None if recorded is None else _Recorded(filled["recorded"], recorded.reason),
+            recorded=recorded and replace(recorded, disposition=filled["recorded"]),
             summary={n: filled.get(f"summary_{n}", "") for n in _SUMMARY} if summary else summary,
             **extra,
         )
@@ -251,14 +251,6 @@ def _outcome(
 
 
 _SUMMARY = ("disposition", "callback", "pause")  # the finished panel's lines (_summary)
-
-
-@dataclass(frozen=True)
-class _Recorded:
-    """What the outcome fragment shows of panel.recorded's Recorded."""
-
-    disposition: str
-    reason: str | None
 
 
 def _context() -> tuple[Launch, str]:
