@@ -4,6 +4,8 @@ every limit answered by the app's own 413; a client gone before its body was who
 Then the same on the production server: a save sent chunked, an oversized save and event."""
 
 import asyncio
+import gzip
+import json
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -11,10 +13,12 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+from flask import Flask
 
 from tests.helpers import DID, hidden_value, launch_path
-from webapp.push.bridge import MAX_BODY, Pool, ThreadedWSGI
+from webapp.push.bridge import BEFORE_SEND, MAX_BODY, Pool, ThreadedWSGI
 from webapp.simulator import Simulator, start_server
+from webapp.web import compression
 
 EVENTS_TOKEN = "events-token-for-bridge-tests-0123456789"
 
@@ -190,6 +194,72 @@ def test_an_error_page_started_after_an_answer_replaces_it():
     assert sent[1]["body"] == b"error page"
 
 
+def test_work_the_app_leaves_to_the_loop_runs_there_in_order_before_the_answer_goes():
+    threads = {}
+
+    def app(environ, start_response):
+        threads["app"] = threading.get_ident()
+
+        def first(headers, body):
+            threads["first"] = threading.get_ident()
+            headers.append((b"x-first", b"1"))
+            return body.upper()
+
+        def second(headers, body):
+            threads["second"] = threading.get_ident()
+            assert headers[-1] == (b"x-first", b"1")  # the first one's change is seen
+            return body + b"!"
+
+        environ[BEFORE_SEND].extend([first, second])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"answer"]
+
+    async def receive():
+        threads["loop"] = threading.get_ident()
+        return {"type": "http.request", "body": b""}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    in_loop(lambda: ThreadedWSGI(app, 2)(http_scope(), receive, send))
+    assert threads["first"] == threads["second"] == threads["loop"] != threads["app"]
+    assert sent[0]["headers"] == [(b"content-type", b"text/plain"), (b"x-first", b"1")]
+    assert sent[1]["body"] == b"ANSWER!"
+
+
+def test_a_page_is_gzipped_in_the_loop_and_its_length_is_the_gzips(monkeypatch):
+    app = Flask(__name__)
+    compression.init_app(app)
+    page = "<p>" + "a panel " * 400 + "</p>"
+    app.get("/page")(lambda: page)
+    gzipped_in = []
+    real = compression._gzip
+    monkeypatch.setattr(
+        compression, "_gzip", lambda data: gzipped_in.append(threading.get_ident()) or real(data)
+    )
+    loop = []
+
+    async def receive():
+        loop.append(threading.get_ident())
+        return {"type": "http.request", "body": b""}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = http_scope("GET", "/page", headers=[(b"accept-encoding", b"gzip, br")])
+    in_loop(lambda: ThreadedWSGI(app, 2)(scope, receive, send))
+    headers = dict(sent[0]["headers"])
+    assert gzipped_in == loop  # once, in the loop's thread
+    assert headers[b"content-encoding"] == b"gzip" and headers[b"vary"] == b"Accept-Encoding"
+    assert int(headers[b"content-length"]) == len(sent[1]["body"]) < len(page)
+    assert gzip.decompress(sent[1]["body"]).decode() == page
+    assert [name for name, _ in sent[0]["headers"]].count(b"content-length") == 1
+
+
 def test_a_client_gone_before_its_body_was_whole_gets_nothing_and_runs_nothing():
     recorder = Recorder()
     cut = [{"type": "http.request", "body": b"disposition=Sa", "more_body": True}]
@@ -240,6 +310,30 @@ def test_a_save_sent_chunked_is_read_and_queued(server):
         timeout=30,
     )
     assert answer.status_code == 200 and 'data-outcome="queued"' in answer.text, answer.text
+
+
+def test_a_panel_is_gzipped_and_logged_by_the_loop_as_the_app_would_have(server):
+    """Under the bridge the loop gzips the panel and writes its log line (the pool thread
+    makes no system call it can leave): the same answer on the wire, the line on disk
+    before the answer."""
+    ucid = server.simulator.start_call("agent1", DID).ucid
+    answer = requests.get(
+        server.url + launch_path(ucid), headers={"Accept-Encoding": "gzip"}, stream=True, timeout=30
+    )
+    packed = answer.raw.read(decode_content=False)
+    assert answer.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in answer.headers["Vary"]
+    assert int(answer.headers["Content-Length"]) == len(packed)
+    page = gzip.decompress(packed).decode()
+    assert hidden_value(page, "context") and "Interested" in page
+    request_id = answer.headers["X-Request-ID"]
+    lines = [
+        json.loads(line)
+        for line in server.log_path.read_text().splitlines()
+        if request_id in line and line.startswith("{")
+    ]
+    assert len(lines) == 1 and lines[0]["path"] == "/disposition"
+    assert lines[0]["status"] == 200 and lines[0]["request_id"] == request_id
 
 
 @pytest.mark.parametrize("size", [20 * 1024, 2 * MAX_BODY])

@@ -105,3 +105,33 @@ def test_a_broken_stderr_never_fails_the_request(alone, monkeypatch):
     with root_handlers(stderr=Broken()):
         logs.log_request(FIELDS)  # no exception: logging's own path reported it
     assert made == ["webapp.request"]
+
+
+def test_under_the_bridge_the_line_is_written_by_the_work_left_to_its_loop(alone):
+    stderr, made = alone
+    later = []
+    with root_handlers():
+        logs.log_request(FIELDS, later)
+        assert stderr.getvalue() == "" and len(later) == 1  # nothing written yet
+        headers = [(b"content-type", b"text/html")]
+        assert later[0](headers, b"body") == b"body"  # the answer goes on unchanged
+    assert headers == [(b"content-type", b"text/html")] and made == []
+    [line] = stderr.getvalue().splitlines()
+    assert {**json.loads(line), "time": None} == {
+        "time": None, "level": "INFO", "logger": "webapp.request", "message": "request", **FIELDS
+    }  # fmt: skip
+
+
+def test_request_ids_are_random_and_read_from_the_os_a_batch_at_a_time(monkeypatch):
+    reads = []
+    real = logs.os.urandom
+    monkeypatch.setattr(logs.os, "urandom", lambda n: reads.append(n) or real(n))
+    ids = logs.RandomIds()
+    first = [ids() for _ in range(logs.RandomIds.BATCH)]
+    assert reads == [logs.RandomIds.SIZE * logs.RandomIds.BATCH]
+    ids()
+    assert len(reads) == 2
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in first) and len(set(first)) == len(first)
+    ids._forget()  # what a forked worker does first: the parent's unread ids are not its own
+    ids()
+    assert len(reads) == 3

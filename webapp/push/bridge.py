@@ -11,6 +11,16 @@ is a coroutine of its own, webapp.push.stream). A body is read up to MAX_BODY by
 declares more is not read at all) and given to the app with its length, chunked or not; the
 app refuses what is over its own limit (16 KiB for agents' forms, 64 KiB for CloudAgent's
 events) with its own 413 answer.
+
+The pool thread makes no system call it can leave to the loop. Each one lets go of the GIL,
+and when the loop is waiting for it (another request arrived), getting it back costs the
+thread two context switches: a panel's log line, gzip and request id cost more that way than
+its whole view (docs/benchmarks.md, "What a syscall costs in the pool thread"). So the app
+may leave work for the loop in environ[BEFORE_SEND]: each function there is given the
+answer's headers (a list it may change) and body, and returns the body to send. The loop
+runs them in order just before it sends, where it makes system calls anyway. Servers other
+than this bridge (gthread, the test client) offer no such list, and the app does the work
+itself.
 """
 
 from __future__ import annotations
@@ -32,6 +42,10 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # byte past it is read, so that the route sees a body over its limit and answers 413. Read in
 # the loop, so it bounds the memory of a worker's slow uploads: worker_connections x this.
 MAX_BODY = 64 * 1024
+# environ's key for the work the app leaves to the loop (above).
+BEFORE_SEND = "widget.before_send"
+Headers = list[tuple[bytes, bytes]]
+BeforeSend = Callable[[Headers, bytes], bytes]
 
 
 class Pool:
@@ -111,11 +125,16 @@ class ThreadedWSGI:
                 return
             body = read
         environ = _environ(scope, body, declared)
+        later: list[BeforeSend] = []
+        environ[BEFORE_SEND] = later
         status, headers, chunks = await self.pool.run(self._run, environ)
+        answer = b"".join(chunks)
+        for work in later:
+            answer = work(headers, answer)
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"".join(chunks)})
+        await send({"type": "http.response.body", "body": answer})
 
-    def _run(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], list[bytes]]:
+    def _run(self, environ: dict[str, Any]) -> tuple[int, Headers, list[bytes]]:
         """In a pool thread: the app's status, headers and body."""
         chunks: list[bytes] = []
         started: list[Any] = []

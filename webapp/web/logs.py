@@ -6,9 +6,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import re
-import secrets
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -17,6 +18,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, has_request_context, request
 
 from ..config import IPNetwork
+from ..push.bridge import BEFORE_SEND, BeforeSend, Headers
 
 log = logging.getLogger("webapp.request")
 
@@ -139,6 +141,39 @@ def trusted_peers(networks: Iterable[IPNetwork]) -> Callable[[str | None], bool]
     return trusted
 
 
+class RandomIds:
+    """Request ids: 128 random bits from the OS's generator, as secrets.token_hex(16) gives,
+    read 256 ids at a time. One getrandom() per request let go of the GIL on every request,
+    and each time another thread was waiting for it, getting it back cost two context
+    switches (docs/benchmarks.md, "What a syscall costs in the pool thread")."""
+
+    BATCH = 256
+    SIZE = 16  # bytes per id: 32 hex digits
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hex = ""
+        self._next = 0
+        # A forked worker must not hand out ids its parent already holds.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._hex, self._next = "", 0
+
+    def __call__(self) -> str:
+        width = 2 * self.SIZE
+        with self._lock:
+            at = self._next
+            if at >= len(self._hex):
+                self._hex, at = os.urandom(self.SIZE * self.BATCH).hex(), 0
+            self._next = at + width
+            return self._hex[at : at + width]
+
+
+new_request_id = RandomIds()
+
+
 def request_ids(
     incoming: str, peer: str | None, trusted: Callable[[str | None], bool]
 ) -> tuple[str, str | None]:
@@ -146,7 +181,7 @@ def request_ids(
     trusted proxy names the request: any other client could reuse an id to make its requests
     look like someone else's in the logs and the audit trail."""
     sane = bool(_REQUEST_ID.fullmatch(incoming))
-    request_id = incoming if sane and trusted(peer) else secrets.token_hex(16)
+    request_id = incoming if sane and trusted(peer) else new_request_id()
     return request_id, incoming if sane and incoming != request_id else None
 
 
@@ -179,14 +214,28 @@ def _reaches_more(logger: logging.Logger | None) -> bool:
     return False
 
 
-def log_request(fields: dict[str, Any]) -> None:
-    """Write a request's one line (also for the requests Flask never sees: webapp.push.stream)."""
+def log_request(fields: dict[str, Any], later: list[BeforeSend] | None = None) -> None:
+    """Write a request's one line (also for the requests Flask never sees: webapp.push.stream).
+    With `later` (the asgi bridge's environ[BEFORE_SEND]), the bridge's loop writes it, just
+    before it sends the answer: a write from the pool thread lets go of the GIL."""
     handler = _sole_handler()
     if handler is None:
         log.info("request", extra={"fields": fields})
         return
     formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
     text = _ENCODE(formatter.line(time.time(), "INFO", log.name, "request", fields)) + "\n"
+    if later is None:
+        _write(handler, text, fields)
+        return
+
+    def write_line(_headers: Headers, body: bytes) -> bytes:
+        _write(handler, text, fields)
+        return body
+
+    later.append(write_line)
+
+
+def _write(handler: _StderrHandler, text: str, fields: dict[str, Any]) -> None:
     try:
         with handler.lock:  # as the handler's own emit: whole lines, never interleaved
             stream = handler.stream
@@ -227,7 +276,7 @@ def _finish(response: Response) -> Response:
     if here.upstream:
         fields["upstream"] = here.upstream
         fields["upstream_ms"] = round(sum(call["ms"] for call in here.upstream), 1)
-    log_request(fields)
+    log_request(fields, asked.environ.get(BEFORE_SEND))
     return response
 
 
