@@ -10,6 +10,7 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -96,12 +97,9 @@ def cpu_by_pid(pids: list[int]) -> dict[int, float]:
     return found
 
 
-def run_ns(pids: list[int]) -> int:
-    """Nanoseconds on a CPU so far of every thread alive in these processes (the first field
-    of /proc/<pid>/task/<tid>/schedstat): finer than the 10 ms ticks of /proc/<pid>/stat, but
-    a thread that has ended is no longer counted, so only a cross-check over a window in which
-    the threads stay (a server's pools do)."""
-    total = 0
+def _threads_files(pids: list[int], name: str) -> Iterator[str]:
+    """The text of /proc/<pid>/task/<tid>/<name> for every thread alive in these processes
+    (a thread or process gone meanwhile is skipped)."""
     for pid in pids:
         try:
             tasks = list(Path(f"/proc/{pid}/task").iterdir())
@@ -109,9 +107,35 @@ def run_ns(pids: list[int]) -> int:
             continue
         for task in tasks:
             try:
-                total += int((task / "schedstat").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
+                yield (task / name).read_text()
+            except OSError:
                 continue
+
+
+def switches(pids: list[int]) -> int:
+    """Context switches so far, voluntary and not, of every thread alive in these processes
+    (/proc/<pid>/task/<tid>/status). A thread that waits (for the GIL, a lock, a socket) is
+    switched out: a count, the same on a fast machine and a slow one for the same waits. Like
+    run_ns, only over a window in which the threads stay."""
+    return sum(
+        int(line.split()[1])
+        for status in _threads_files(pids, "status")
+        for line in status.splitlines()
+        if "ctxt_switches:" in line  # voluntary_… and nonvoluntary_…
+    )
+
+
+def run_ns(pids: list[int]) -> int:
+    """Nanoseconds on a CPU so far of every thread alive in these processes (the first field
+    of /proc/<pid>/task/<tid>/schedstat): finer than the 10 ms ticks of /proc/<pid>/stat, but
+    a thread that has ended is no longer counted, so only a cross-check over a window in which
+    the threads stay (a server's pools do)."""
+    total = 0
+    for schedstat in _threads_files(pids, "schedstat"):
+        try:
+            total += int(schedstat.split()[0])
+        except (ValueError, IndexError):
+            continue
     return total
 
 

@@ -49,6 +49,7 @@ from .common import (
     process_tree,
     run_ns,
     say,
+    switches,
 )
 from .load import Connection, _spread, open_panels
 from .services import Running, Service, source_tree, start_services
@@ -113,13 +114,13 @@ async def phase(
         await asyncio.gather(*(one(conn) for conn in conns))  # not counted
         pids = process_tree(master)
         spread = connections_per_process(conns[0].port, pids[1:])
-        before, before_ns = cpu_by_pid(pids), run_ns(pids)
+        before, before_ns, before_sw = cpu_by_pid(pids), run_ns(pids), switches(pids)
         began = time.perf_counter()
         await asyncio.gather(
             *(client(c, n) for c, n in zip(conns, _spread(count, clients), strict=True))
         )
         wall = time.perf_counter() - began
-        after, after_ns = cpu_by_pid(pids), run_ns(pids)
+        after, after_ns, after_sw = cpu_by_pid(pids), run_ns(pids), switches(pids)
     finally:
         for conn in conns:
             conn.close()
@@ -135,6 +136,9 @@ async def phase(
         "cpu_s": round(total, 3),
         # The same from the threads' schedstat, in ns (common.run_ns): a cross-check.
         "run_ms": round((after_ns - before_ns) / 1e6 / count, 4),
+        # Context switches of the server's threads per request (common.switches): each wait
+        # for the GIL after a system call in the pool thread shows here.
+        "switches": round((after_sw - before_sw) / count, 2),
         "master_cpu_s": round(used[master], 3),
         "workers_cpu_s": [round(used[pid], 3) for pid in pids[1:]],
         "connections_per_worker": spread,
@@ -251,6 +255,7 @@ def measure(running: Running, requests: int, clients: int, runs: int) -> dict:
         result[f"{name}_master_share"] = round(master / total, 3) if total else None
         result[f"{name}_per_s"] = median([r[name]["per_s"] for r in raw])
         result[f"{name}_run_ms"] = median([r[name]["run_ms"] for r in raw])
+        result[f"{name}_switches"] = median([r[name]["switches"] for r in raw])
     return result
 
 
@@ -351,7 +356,9 @@ def main(argv: list[str] | None = None) -> None:
         f"Requests/s (median, {args.clients} clients): hello {result['hello_per_s']:.0f}, "
         f"panel {result['panel_per_s']:.0f}, save {result['save_per_s']:.0f}. Cross-check "
         f"from the threads' schedstat (ns, medians): hello {result['hello_run_ms']:.3f}, panel "
-        f"{result['panel_run_ms']:.3f}, save {result['save_run_ms']:.3f} ms. "
+        f"{result['panel_run_ms']:.3f}, save {result['save_run_ms']:.3f} ms. Context "
+        f"switches per request (medians): hello {result['hello_switches']:.1f}, panel "
+        f"{result['panel_switches']:.1f}, save {result['save_switches']:.1f}. "
         f"{result['seconds']:.0f} s in all."
     )
     if args.json:

@@ -4,6 +4,7 @@ CloudAgent call per panel load, every save answered). The speed figures are `mak
 own business, on a machine left alone (docs/benchmarks.md)."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,12 @@ def test_the_outside_cpu_table_runs():
     }
     assert set(rows) == {"hello CPU per request", "panel CPU per request", "save CPU per request"}
     assert all(float(value.removesuffix(" ms")) > 0 for value in rows.values())
+    # Each request is handed to a pool thread and back at least: switches are counted.
+    switched = re.search(
+        r"Context switches per request \(medians\): hello ([\d.]+), panel ([\d.]+), save ([\d.]+)",
+        done.stdout,
+    )
+    assert switched and all(float(n) >= 1 for n in switched.groups()), done.stdout[-1500:]
 
 
 def test_profile_samples_go_to_the_first_part_on_their_stack_and_waits_to_none():

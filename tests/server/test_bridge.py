@@ -16,7 +16,7 @@ import requests
 from flask import Flask
 
 from tests.helpers import DID, hidden_value, launch_path
-from webapp.push.bridge import BEFORE_SEND, MAX_BODY, Pool, ThreadedWSGI
+from webapp.push.bridge import BEFORE_SEND, MAX_BODY, LeftToLoop, Pool, ThreadedWSGI
 from webapp.simulator import Simulator, start_server
 from webapp.web import compression
 
@@ -229,6 +229,56 @@ def test_work_the_app_leaves_to_the_loop_runs_there_in_order_before_the_answer_g
     assert sent[1]["body"] == b"ANSWER!"
 
 
+def test_a_request_given_up_while_its_app_ran_still_runs_what_the_app_left_once():
+    """The server cancels a request whose client went (after a grace period) while the app
+    may still be running: its log line is then written by the app's thread, once."""
+    release, ran = threading.Event(), []
+    app_thread = []
+
+    def app(environ, start_response):
+        environ[BEFORE_SEND].append(lambda h, b: ran.append(threading.get_ident()) or b)
+        app_thread.append(threading.get_ident())
+        release.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"nobody reads this"]
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def scenario():
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        bridge = ThreadedWSGI(app, 2)
+        task = asyncio.ensure_future(bridge(http_scope(), receive, send))
+        while not app_thread:  # the app is running in its thread
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+        for _ in range(3000):  # up to 30 s for the app's thread to finish
+            if ran:
+                break
+            await asyncio.sleep(0.01)
+
+    in_loop(scenario)
+    assert ran == app_thread and sent == []  # once, by the app's thread; nothing sent
+
+
+@pytest.mark.parametrize("first", ["answered", "given up"])
+def test_what_was_left_is_run_by_whichever_side_comes_last(first):
+    later = LeftToLoop()
+    if first == "answered":
+        assert later.answered() is False  # the thread answered first: the loop will run it
+        assert later.give_up() is True
+    else:
+        assert later.give_up() is False  # the loop gave up first: the thread will run it
+        assert later.answered() is True
+
+
 def test_a_page_is_gzipped_in_the_loop_and_its_length_is_the_gzips(monkeypatch):
     app = Flask(__name__)
     compression.init_app(app)
@@ -327,12 +377,13 @@ def test_a_panel_is_gzipped_and_logged_by_the_loop_as_the_app_would_have(server)
     page = gzip.decompress(packed).decode()
     assert hidden_value(page, "context") and "Interested" in page
     request_id = answer.headers["X-Request-ID"]
-    lines = [
+    logged = [
         json.loads(line)
         for line in server.log_path.read_text().splitlines()
-        if request_id in line and line.startswith("{")
+        if line.startswith("{")
     ]
-    assert len(lines) == 1 and lines[0]["path"] == "/disposition"
+    lines = [x for x in logged if x["logger"] == "webapp.request" and x["request_id"] == request_id]
+    assert len(lines) == 1 and lines[0]["path"] == "/disposition", lines
     assert lines[0]["status"] == 200 and lines[0]["request_id"] == request_id
 
 

@@ -125,9 +125,13 @@ class ThreadedWSGI:
                 return
             body = read
         environ = _environ(scope, body, declared)
-        later: list[BeforeSend] = []
-        environ[BEFORE_SEND] = later
-        status, headers, chunks = await self.pool.run(self._run, environ)
+        later = environ[BEFORE_SEND] = LeftToLoop()
+        try:
+            status, headers, chunks = await self.pool.run(self._run, environ)
+        except asyncio.CancelledError:  # given up: the client gone past the server's grace
+            if later.give_up():
+                later.run_without_answer()
+            raise
         answer = b"".join(chunks)
         for work in later:
             answer = work(headers, answer)
@@ -157,11 +161,42 @@ class ThreadedWSGI:
             if close is not None:
                 close()
         status, headers = started
+        later = environ[BEFORE_SEND]
+        if later.answered():  # the loop gave the request up meanwhile: nobody else will
+            later.run_without_answer()
         return (
             int(status[:3]),
             [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers],
             chunks,
         )
+
+
+class LeftToLoop(list[BeforeSend]):
+    """What the app left for the loop (environ[BEFORE_SEND]). The loop runs it before it
+    sends. A request the server gives up while its app runs (its client gone past the grace
+    period) has no answer to send, but its log line is still written, once, by whichever
+    side comes last: the app's thread when it has answered, or the loop when it gives up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._answered = self._given_up = False
+
+    def answered(self) -> bool:
+        """In the app's thread: whether the loop gave up first (this thread then runs it)."""
+        with self._lock:
+            self._answered = True
+            return self._given_up
+
+    def give_up(self) -> bool:
+        """In the loop: whether the app had answered first (the loop then runs it)."""
+        with self._lock:
+            self._given_up = True
+            return self._answered
+
+    def run_without_answer(self) -> None:
+        for work in self:
+            work([], b"")
 
 
 async def _body(receive: Receive) -> bytes | None:
