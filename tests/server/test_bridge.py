@@ -229,6 +229,16 @@ def test_work_the_app_leaves_to_the_loop_runs_there_in_order_before_the_answer_g
     assert sent[1]["body"] == b"ANSWER!"
 
 
+@pytest.mark.parametrize("method, offered", [("GET", True), ("HEAD", True), ("POST", False)])
+def test_only_reading_requests_may_leave_work_to_the_loop(method, offered):
+    # A save's thread waits on the database and CloudAgent: its own write costs it little,
+    # and in the loop it would make every connection of the worker wait.
+    recorder = Recorder()
+    run(ThreadedWSGI(recorder, 2), http_scope(method), [{"type": "http.request", "body": b""}])
+    [(environ, _)] = recorder.calls
+    assert (BEFORE_SEND in environ) is offered
+
+
 def test_a_request_given_up_while_its_app_ran_still_runs_what_the_app_left_once():
     """The server cancels a request whose client went (after a grace period) while the app
     may still be running: its log line is then written by the app's thread, once."""

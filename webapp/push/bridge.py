@@ -12,15 +12,15 @@ declares more is not read at all) and given to the app with its length, chunked 
 app refuses what is over its own limit (16 KiB for agents' forms, 64 KiB for CloudAgent's
 events) with its own 413 answer.
 
-The pool thread makes no system call it can leave to the loop. Each one lets go of the GIL,
-and when the loop is waiting for it (another request arrived), getting it back costs the
-thread two context switches: a panel's log line, gzip and request id cost more that way than
-its whole view (docs/benchmarks.md, "What a syscall costs in the pool thread"). So the app
-may leave work for the loop in environ[BEFORE_SEND]: each function there is given the
-answer's headers (a list it may change) and body, and returns the body to send. The loop
-runs them in order just before it sends, where it makes system calls anyway. Servers other
-than this bridge (gthread, the test client) offer no such list, and the app does the work
-itself.
+A reading request's pool thread makes no system call it can leave to the loop. Each one lets
+go of the GIL, and when the loop is waiting for it (another request arrived), getting it back
+costs the thread two context switches: a panel's log line, gzip and request id cost more
+that way than its whole view (docs/benchmarks.md, "What a syscall costs in the pool
+thread"). So the app may leave work for the loop in environ[BEFORE_SEND], offered to GET and
+HEAD requests: each function there is given the answer's headers (a list it may change) and
+body, and returns the body to send. The loop runs them in order just before it sends, where
+it makes system calls anyway. Where no such list is offered (a save, gthread, the test
+client), the app does the work itself.
 """
 
 from __future__ import annotations
@@ -42,8 +42,13 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # byte past it is read, so that the route sees a body over its limit and answers 413. Read in
 # the loop, so it bounds the memory of a worker's slow uploads: worker_connections x this.
 MAX_BODY = 64 * 1024
-# environ's key for the work the app leaves to the loop (above).
+# environ's key for the work the app leaves to the loop (above), offered to requests that
+# read. Their thread makes no other system call, and the loop's own are few. A save's thread
+# waits on the database and CloudAgent anyway, and under load many such threads wait for the
+# GIL: a write in the loop would hand them the GIL and make every connection of the worker
+# wait for it back (the 50-agent saves' p99 read 21–26 → 24–31 ms, three alternated runs).
 BEFORE_SEND = "widget.before_send"
+_READS = frozenset({"GET", "HEAD"})
 Headers = list[tuple[bytes, bytes]]
 BeforeSend = Callable[[Headers, bytes], bytes]
 
@@ -125,15 +130,17 @@ class ThreadedWSGI:
                 return
             body = read
         environ = _environ(scope, body, declared)
-        later = environ[BEFORE_SEND] = LeftToLoop()
+        later = None
+        if scope["method"] in _READS:
+            later = environ[BEFORE_SEND] = LeftToLoop()
         try:
             status, headers, chunks = await self.pool.run(self._run, environ)
         except asyncio.CancelledError:  # given up: the client gone past the server's grace
-            if later.give_up():
+            if later is not None and later.give_up():
                 later.run_without_answer()
             raise
         answer = b"".join(chunks)
-        for work in later:
+        for work in later or ():
             answer = work(headers, answer)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
@@ -161,8 +168,8 @@ class ThreadedWSGI:
             if close is not None:
                 close()
         status, headers = started
-        later = environ[BEFORE_SEND]
-        if later.answered():  # the loop gave the request up meanwhile: nobody else will
+        later = environ.get(BEFORE_SEND)
+        if later is not None and later.answered():  # given up meanwhile: nobody else will
             later.run_without_answer()
         return (
             int(status[:3]),
