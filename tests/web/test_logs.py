@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import sys
+import threading
 from contextlib import contextmanager
 
 import pytest
@@ -135,3 +136,16 @@ def test_request_ids_are_random_and_read_from_the_os_a_batch_at_a_time(monkeypat
     ids._forget()  # what a forked worker does first: the parent's unread ids are not its own
     ids()
     assert len(reads) == 3
+
+
+def test_each_thread_reads_its_own_batch_of_request_ids(monkeypatch):
+    reads = []
+    real = logs.os.urandom
+    monkeypatch.setattr(logs.os, "urandom", lambda n: reads.append(n) or real(n))
+    ids = logs.RandomIds()
+    here = ids()
+    there = []
+    thread = threading.Thread(target=lambda: there.append(ids()))
+    thread.start()
+    thread.join(30)
+    assert len(reads) == 2 and there and there[0] != here

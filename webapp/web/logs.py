@@ -143,32 +143,31 @@ def trusted_peers(networks: Iterable[IPNetwork]) -> Callable[[str | None], bool]
 
 class RandomIds:
     """Request ids: 128 random bits from the OS's generator, as secrets.token_hex(16) gives,
-    read 256 ids at a time. One getrandom() per request let go of the GIL on every request,
-    and each time another thread was waiting for it, getting it back cost two context
-    switches (docs/benchmarks.md, "What a syscall costs in the pool thread")."""
+    read 256 ids at a time, each thread its own batch (no lock for threads to queue on).
+    One getrandom() per request let go of the GIL on every request, and each time another
+    thread was waiting for it, getting it back cost two context switches (docs/benchmarks.md,
+    "What a syscall costs in the pool thread")."""
 
     BATCH = 256
     SIZE = 16  # bytes per id: 32 hex digits
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._hex = ""
-        self._next = 0
+        self._local = threading.local()
         # A forked worker must not hand out ids its parent already holds.
         os.register_at_fork(after_in_child=self._forget)
 
     def _forget(self) -> None:
-        self._lock = threading.Lock()
-        self._hex, self._next = "", 0
+        self._local = threading.local()
 
     def __call__(self) -> str:
-        width = 2 * self.SIZE
-        with self._lock:
-            at = self._next
-            if at >= len(self._hex):
-                self._hex, at = os.urandom(self.SIZE * self.BATCH).hex(), 0
-            self._next = at + width
-            return self._hex[at : at + width]
+        mine = self._local
+        at = getattr(mine, "at", 0)
+        batch = getattr(mine, "batch", "")
+        if at >= len(batch):
+            mine.batch = batch = os.urandom(self.SIZE * self.BATCH).hex()
+            at = 0
+        mine.at = at + 2 * self.SIZE
+        return batch[at : at + 2 * self.SIZE]
 
 
 new_request_id = RandomIds()
