@@ -229,7 +229,7 @@ def test_work_the_app_leaves_to_the_loop_runs_there_in_order_before_the_answer_g
     assert sent[1]["body"] == b"ANSWER!"
 
 
-@pytest.mark.parametrize("method, offered", [("GET", True), ("HEAD", True), ("POST", False)])
+@pytest.mark.parametrize("method, offered", [("GET", True), ("HEAD", False), ("POST", False)])
 def test_only_reading_requests_may_leave_work_to_the_loop(method, offered):
     # A save's thread waits on the database and CloudAgent: its own write costs it little,
     # and in the loop it would make every connection of the worker wait.
@@ -318,6 +318,18 @@ def test_a_page_is_gzipped_in_the_loop_and_its_length_is_the_gzips(monkeypatch):
     assert int(headers[b"content-length"]) == len(sent[1]["body"]) < len(page)
     assert gzip.decompress(sent[1]["body"]).decode() == page
     assert [name for name, _ in sent[0]["headers"]].count(b"content-length") == 1
+
+
+def test_a_head_of_a_page_states_the_gzips_length_and_sends_no_body():
+    app = Flask(__name__)
+    compression.init_app(app)
+    page = "<p>" + "a panel " * 400 + "</p>"
+    app.get("/page")(lambda: page)
+    scope = http_scope("HEAD", "/page", headers=[(b"accept-encoding", b"gzip")])
+    sent = run(ThreadedWSGI(app, 2), scope, [{"type": "http.request", "body": b""}])
+    headers = dict(sent[0]["headers"])
+    assert headers[b"content-encoding"] == b"gzip" and sent[1]["body"] == b""
+    assert int(headers[b"content-length"]) == len(compression._gzip(page.encode()))
 
 
 def test_a_client_gone_before_its_body_was_whole_gets_nothing_and_runs_nothing():

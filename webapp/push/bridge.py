@@ -16,9 +16,9 @@ A reading request's pool thread makes no system call it can leave to the loop. E
 go of the GIL, and when the loop is waiting for it (another request arrived), getting it back
 costs the thread two context switches: a panel's log line, gzip and request id cost more
 that way than its whole view (docs/benchmarks.md, "What a syscall costs in the pool
-thread"). So the app may leave work for the loop in environ[BEFORE_SEND], offered to GET and
-HEAD requests: each function there is given the answer's headers (a list it may change) and
-body, and returns the body to send. The loop runs them in order just before it sends, where
+thread"). So the app may leave work for the loop in environ[BEFORE_SEND], offered to GET
+requests: each function there is given the answer's headers (a list it may change) and body,
+and returns the body to send. The loop runs them in order just before it sends, where
 it makes system calls anyway. Where no such list is offered (a save, gthread, the test
 client), the app does the work itself.
 """
@@ -48,7 +48,8 @@ MAX_BODY = 64 * 1024
 # GIL: a write in the loop would hand them the GIL and make every connection of the worker
 # wait for it back (the 50-agent saves' p99 read 21–26 → 24–31 ms, three alternated runs).
 BEFORE_SEND = "widget.before_send"
-_READS = frozenset({"GET", "HEAD"})
+# Not HEAD: werkzeug gives it no body, so the loop would gzip an empty one and state its size.
+_READS = frozenset({"GET"})
 Headers = list[tuple[bytes, bytes]]
 BeforeSend = Callable[[Headers, bytes], bytes]
 
