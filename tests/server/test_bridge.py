@@ -16,9 +16,10 @@ import requests
 from flask import Flask
 
 from tests.helpers import DID, hidden_value, launch_path
-from webapp.push.bridge import BEFORE_SEND, MAX_BODY, LeftToLoop, Pool, ThreadedWSGI
+from webapp.push.bridge import MAX_BODY, LeftToLoop, Pool, ThreadedWSGI
 from webapp.simulator import Simulator, start_server
 from webapp.web import compression
+from webapp.web.before_send import BEFORE_SEND
 
 EVENTS_TOKEN = "events-token-for-bridge-tests-0123456789"
 

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..web.before_send import BEFORE_SEND, BeforeSend, Headers
 from .stream import Receive, Scope, Send
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -42,16 +43,13 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # byte past it is read, so that the route sees a body over its limit and answers 413. Read in
 # the loop, so it bounds the memory of a worker's slow uploads: worker_connections x this.
 MAX_BODY = 64 * 1024
-# environ's key for the work the app leaves to the loop (above), offered to requests that
-# read. Their thread makes no other system call, and the loop's own are few. A save's thread
-# waits on the database and CloudAgent anyway, and under load many such threads wait for the
-# GIL: a write in the loop would hand them the GIL and make every connection of the worker
-# wait for it back (the 50-agent saves' p99 read 21–26 → 24–31 ms, three alternated runs).
-BEFORE_SEND = "widget.before_send"
-# Not HEAD: werkzeug gives it no body, so the loop would gzip an empty one and state its size.
+# Work is left to the loop (above, webapp.web.before_send) by requests that read: their
+# thread makes no other system call, and the loop's own are few. A save's thread waits on the
+# database and CloudAgent anyway, and under load many such threads wait for the GIL: a write
+# in the loop would hand them the GIL and make every connection of the worker wait for it
+# back (the 50-agent saves' p99 read 21–26 → 24–31 ms, three alternated runs). Not HEAD:
+# werkzeug gives it no body, so the loop would gzip an empty one and state its size.
 _READS = frozenset({"GET"})
-Headers = list[tuple[bytes, bytes]]
-BeforeSend = Callable[[Headers, bytes], bytes]
 
 
 class Pool:

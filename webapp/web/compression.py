@@ -16,7 +16,7 @@ from flask import Flask, Response, request
 from isal import igzip
 from werkzeug.http import parse_accept_header
 
-from ..push.bridge import BEFORE_SEND, Headers
+from .before_send import BEFORE_SEND, Headers
 
 MIN_SIZE = 1024  # below this, gzip's header costs about what it saves
 TYPES = ("text/html", "application/json")

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, has_request_context, request
 
 from ..config import IPNetwork
-from ..push.bridge import BEFORE_SEND, BeforeSend, Headers
+from .before_send import BEFORE_SEND, BeforeSend, Headers
 
 log = logging.getLogger("webapp.request")
 
