@@ -1,6 +1,8 @@
 """The in-page call context (webapp/panel/context.py): itsdangerous's URL-safe timed tokens,
 made without its per-token signer and zlib work, and still the same tokens both ways."""
 
+import time
+
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
@@ -61,3 +63,25 @@ def test_one_signer_with_its_key_derived_once_serves_every_token():
         for _ in range(3):
             fresh.sign(b"payload")
     assert derive.call_count == 1  # not once per token
+
+
+@pytest.mark.parametrize("language", [None, "hi"])
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ("2116203531161529", "agent1", "914071327663"),
+        ("1" * 200, "a" * 200, "d" * 200),  # long: itsdangerous would compress it
+        ("U-1:x@y+z", "agent.9", "0"),
+    ],
+)
+def test_a_context_is_byte_for_byte_the_serializer_s_own(ids, language):
+    launch = Launch(*ids)
+    payload = dict(zip("uad", ids, strict=True)) | ({"l": language} if language else {})
+    own = context._serializer(SECRET)  # itsdangerous's dumps, with the context's settings
+    for _ in range(5):  # both made within one second: the same timestamp
+        second = int(time.time())
+        made, expected = context.issue(launch, SECRET, language), own.dumps(payload)
+        if int(time.time()) == second:
+            break
+    assert made == expected
+    assert plain().loads(made, max_age=60) == payload

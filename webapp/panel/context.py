@@ -6,11 +6,15 @@ is carried by the page itself and sent with every htmx request.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import time
 from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from .launch import Launch
 
@@ -61,12 +65,34 @@ class ContextError(Exception):
         self.expired = expired
 
 
+@lru_cache(maxsize=4)
+def _signing_key(secret: str) -> bytes:
+    return _serializer(secret).make_signer().derive_key()
+
+
+# itsdangerous's compact JSON (its _CompactJSON.dumps), the encoder made once.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def issue(launch: Launch, secret: str, language: str | None = None) -> str:
-    """The context of a panel opened now (in `language`, for every answer it gets)."""
+    """The context of a panel opened now (in `language`, for every answer it gets).
+
+    The token `_serializer(secret).dumps(payload)` makes, made here in one pass: payload,
+    timestamp and HMAC-SHA1 signature, each URL-safe base64, joined by ".". Through
+    itsdangerous's serializer, signer and algorithm it took some twenty calls and a Python
+    HMAC object per panel (a panel's CPU, by part: docs/benchmarks.md, "Fourth round").
+    tests/panel/test_context.py holds it to the serializer's own token, both ways."""
     payload = {"u": launch.ucid, "a": launch.agent_id, "d": launch.did}
     if language:
         payload["l"] = language
-    return _serializer(secret).dumps(payload)
+    signed = b"%s.%s" % (
+        base64_encode(_COMPACT_JSON(payload).encode()),
+        base64_encode(int_to_bytes(int(time.time()))),
+    )
+    # hmac.new, not hmac.digest: OpenSSL's one-shot HMAC lets go of the GIL, and in a pool
+    # thread getting it back cost two context switches whenever the loop was waiting for it.
+    signature = base64_encode(hmac.new(_signing_key(secret), signed, hashlib.sha1).digest())
+    return (signed + b"." + signature).decode("ascii")
 
 
 def read(token: str, secret: str, max_age: int) -> Launch:
