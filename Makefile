@@ -39,6 +39,12 @@ clean:
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# `make compare OTHER=../other-tree`: this tree's widget against another checkout's, side by
+# side, CPU per panel load (about a minute; bench/compare.py). `COMPARE_ARGS="--what save"`.
+.PHONY: compare
+compare: install
+	$(BIN)/python -m bench.compare $(OTHER) $(COMPARE_ARGS)
+
 # `make drill`: the fault drill (issue 22, about 2 minutes): real Redis and PostgreSQL, two
 # instances, outages and killed workers, and the reconciliation table (docs/operations.md).
 # Not part of `make test`.

@@ -26,14 +26,16 @@ GUNICORN = str(Path(PY).parent / "gunicorn")
 
 
 class Service:
-    """One server process, run from the repository's root, its output in `log`."""
+    """One server process, run from the repository's root (or `cwd`), its output in `log`."""
 
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, name: str, command: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
+    ) -> None:
         self.name = name
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(  # noqa: S603
-            command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def tail(self, lines: int = 30) -> str:
@@ -148,6 +150,7 @@ class Running:
     launch_secret: str
     config: dict  # gunicorn.conf.py as resolved, the same for the widget and hello
     passed_through: list[str]  # names only: a database URL may hold a password
+    widget_env: dict[str, str]  # the widget's environment (secrets: never printed)
 
     @property
     def sim_url(self) -> str:
@@ -236,6 +239,7 @@ def start_services(
         launch_secret=launch_secret,
         config=config,
         passed_through=[k for k in PASS_THROUGH if k in os.environ],
+        widget_env=widget_env,
     )
 
 
