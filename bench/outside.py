@@ -13,11 +13,11 @@ sending its next request when the last answer arrived:
          comments, the hidden pause reason), `HX-Request: true`; every answer must say
          data-outcome="queued" (the simulator queues at once, so the widget's CPU is measured).
 
-Every request carries Chromium's Accept-Encoding, as wrk's do in `make bench`. Each client
-sends one request first, not counted (connected, accepted, its thread warm). The CPU of a
-figure is utime + stime of the server's master and all its workers, read from /proc/<pid>/stat
-of every process in its tree just before the first counted request and just after the last,
-divided by N. The order of the figures turns every run, so hello and the widget alternate; the
+Every request carries Chromium's Accept-Encoding and Accept-Language, as wrk's do in `make
+bench` (a save the language its panel's htmx sends). Each client sends one request first, not
+counted (connected, accepted, its thread warm). The CPU of a figure is utime + stime of the
+server's master and all its workers, read from /proc/<pid>/stat of every process in its tree
+just before the first counted request and just after the last, divided by N. The order of the figures turns every run, so hello and the widget alternate; the
 report gives the median of the runs and their spread (min–max). /proc counts in clock ticks
 (10 ms, per process): 600 hello requests are a few hundred ms, so a run's figure moves by a few
 per cent on that alone; the median of 5 runs steadies it.
@@ -53,7 +53,7 @@ from .common import (
 )
 from .load import Connection, _spread, open_panels
 from .services import Running, Service, source_tree, start_services
-from .wrk import ACCEPT_ENCODING
+from .wrk import ACCEPT_ENCODING, ACCEPT_LANGUAGE
 
 AGENTS = 200  # live calls the panels and saves go round
 TIMEOUT = 30.0
@@ -62,6 +62,7 @@ _OUTCOME = re.compile(rb'data-outcome="([a-z_]+)"')
 BARS = {"panel_over_hello": (2.0, 1.25), "save_ms": (2.0, 1.0)}
 
 Request = tuple[str, str, dict[str, str], bytes]
+_BROWSER = {"Accept-Encoding": ACCEPT_ENCODING, "Accept-Language": ACCEPT_LANGUAGE}
 
 
 class Failed(Exception):
@@ -164,16 +165,17 @@ class Figures:
         ]
 
     def hello(self, _i: int) -> Request:
-        return "GET", "/hello", {"Accept-Encoding": ACCEPT_ENCODING}, b""
+        return "GET", "/hello", _BROWSER, b""
 
     def panel(self, i: int) -> Request:
-        return "GET", self.links[i % len(self.links)], {"Accept-Encoding": ACCEPT_ENCODING}, b""
+        return "GET", self.links[i % len(self.links)], _BROWSER, b""
 
     def save(self, i: int) -> Request:
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "HX-Request": "true",
             "Accept-Encoding": ACCEPT_ENCODING,
+            "Accept-Language": "en",  # the panel's htmx names its language
         }
         return "POST", "/disposition/save", headers, self.forms[self.agents[i % len(self.agents)]]
 

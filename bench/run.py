@@ -33,7 +33,7 @@ from . import outside, streams
 from .common import children, median, percentile, say
 from .report import print_report, table
 from .services import PY, ROOT, Running, Service, http_get, source_tree, start_services
-from .wrk import ACCEPT_ENCODING, ensure_wrk, wrk, wrk_version
+from .wrk import ACCEPT_ENCODING, ACCEPT_LANGUAGE, ensure_wrk, wrk, wrk_version
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,7 +115,10 @@ def describe_run(args: argparse.Namespace, wrk_bin: str) -> dict:
     results["machine"] = machine()
     results["source"] = source_tree()
     results["machine"]["wrk"] = wrk_version(wrk_bin)
-    results["settings"] = vars(args) | {"accept_encoding": ACCEPT_ENCODING}
+    results["settings"] = vars(args) | {
+        "accept_encoding": ACCEPT_ENCODING,
+        "accept_language": ACCEPT_LANGUAGE,
+    }
     results["load_average_at_start"] = os.getloadavg()
     if os.getloadavg()[0] > 0.5 * results["machine"]["nproc"]:
         say(

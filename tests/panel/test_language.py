@@ -276,3 +276,17 @@ def test_texts_translated_when_compiled_read_as_if_looked_up(
     monkeypatch.setattr(i18n, "template", lambda name: name)  # by name: looked up
     assert pages() == compiled
     assert "Alt</kbd>" in compiled[0] and "<kbd>Esc</kbd>" in compiled[0]
+
+
+def test_a_browser_s_accept_language_is_parsed_once_not_per_panel(panels, call, monkeypatch):
+    parsed = []
+    real = i18n.parse_accept_header
+    monkeypatch.setattr(
+        i18n, "parse_accept_header", lambda *args: parsed.append(args[0]) or real(*args)
+    )
+    i18n._preferred.cache_clear()
+    web = panels.open(call.ucid).web
+    for header in ("hi-IN,hi;q=0.9,en;q=0.8", "hi-IN,hi;q=0.9,en;q=0.8", "en-GB,en;q=0.9"):
+        page = web.get(launch_path(call.ucid), headers={"Accept-Language": header})
+        assert language_of(page.get_data(as_text=True)) == header[:2]
+    assert parsed == ["hi-IN,hi;q=0.9,en;q=0.8", "en-GB,en;q=0.9"]
