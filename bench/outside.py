@@ -17,10 +17,11 @@ Every request carries Chromium's Accept-Encoding and Accept-Language, as wrk's d
 bench` (a save the language its panel's htmx sends). Each client sends one request first, not
 counted (connected, accepted, its thread warm). The CPU of a figure is utime + stime of the
 server's master and all its workers, read from /proc/<pid>/stat of every process in its tree
-just before the first counted request and just after the last, divided by N. The order of the figures turns every run, so hello and the widget alternate; the
-report gives the median of the runs and their spread (min–max). /proc counts in clock ticks
-(10 ms, per process): 600 hello requests are a few hundred ms, so a run's figure moves by a few
-per cent on that alone; the median of 5 runs steadies it.
+just before the first counted request and just after the last, divided by N. The order of the
+figures turns every run, so hello and the widget alternate; the report gives the median of the
+runs and their spread (min–max). /proc counts in clock ticks (10 ms, per process): 600 hello
+requests are a few hundred ms, so a run's figure moves by a few per cent on that alone; the
+median of 5 runs steadies it.
 """
 
 from __future__ import annotations
