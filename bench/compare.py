@@ -65,8 +65,11 @@ class Compared:
         }
 
 
-def _start_other(tree: Path, running: Running, tmp: Path, services: list[Service]) -> str:
-    """The other tree's widget: this one's environment, its own port and data folder."""
+def _start_other(
+    tree: Path, running: Running, tmp: Path, services: list[Service]
+) -> tuple[Service, str]:
+    """The other tree's widget (appended to `services`) and its URL: this one's environment,
+    its own port and data folder."""
     port = free_port()
     data = tmp / "other-data"
     data.mkdir()
@@ -79,7 +82,7 @@ def _start_other(tree: Path, running: Running, tmp: Path, services: list[Service
     services.append(other)
     url = f"http://127.0.0.1:{port}"
     wait_gunicorn(other, url + "/healthz", running.config["workers"])
-    return url
+    return other, url
 
 
 def _side(name: str, url: str, master: int, running: Running) -> Side:
@@ -106,10 +109,10 @@ def compare(tree: Path, what: str, pairs: int, requests: int, clients: int, tmp:
     services: list[Service] = []
     try:
         running = start_services(tmp, services, latency=0, agents=AGENTS, workers=1)
-        other_url = _start_other(tree, running, tmp, services)
+        other, other_url = _start_other(tree, running, tmp, services)
         sides = [
             _side("this", running.widget_url, running.widget.proc.pid, running),
-            _side("other", other_url, services[-1].proc.pid, running),
+            _side("other", other_url, other.proc.pid, running),
         ]
         for side in sides:  # warm-up, not counted
             _cpu_us(side, what, requests, clients)
