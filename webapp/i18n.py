@@ -159,6 +159,7 @@ def init_app(app: Flask, folder: Path, default: str) -> None:
     )
     app.jinja_env.globals["language"] = current
     app.extensions["templates"] = {}
+    app.extensions["compiled_templates"] = {}  # (language, name) -> Template, see template()
     for language in available:
         overlay = app.jinja_env.overlay(
             extensions=[TranslatedWhenCompiled], cache_size=app.jinja_env.cache.capacity
@@ -170,8 +171,18 @@ def init_app(app: Flask, folder: Path, default: str) -> None:
 def template(name: str) -> Template:
     """The template `name` compiled for this request's language (see TranslatedWhenCompiled).
     render_template takes it as it takes a name; anything rendered by name still works, with
-    every text looked up as it renders."""
-    return current_app.extensions["templates"][current()].get_template(name)
+    every text looked up as it renders. Kept once found, unless templates reload when changed
+    (Jinja's own lookup takes a lock and makes a weak reference each time: every panel comes
+    here)."""
+    language = current()
+    extensions = current_app.extensions
+    found = extensions["compiled_templates"].get((language, name))
+    if found is None:
+        environment = extensions["templates"][language]
+        found = environment.get_template(name)
+        if not environment.auto_reload:
+            extensions["compiled_templates"][(language, name)] = found
+    return found
 
 
 class TranslatedWhenCompiled(Extension):

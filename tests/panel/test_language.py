@@ -290,3 +290,20 @@ def test_a_browser_s_accept_language_is_parsed_once_not_per_panel(panels, call, 
         page = web.get(launch_path(call.ucid), headers={"Accept-Language": header})
         assert language_of(page.get_data(as_text=True)) == header[:2]
     assert parsed == ["hi-IN,hi;q=0.9,en;q=0.8", "en-GB,en;q=0.9"]
+
+
+@pytest.mark.parametrize("reloads", [False, True])
+def test_a_compiled_template_is_looked_up_once_unless_templates_reload(make_app, reloads):
+    app = make_app()
+    for environment in app.extensions["templates"].values():
+        environment.auto_reload = reloads
+    asked = []
+    for language, environment in app.extensions["templates"].items():
+        real = environment.get_template
+        environment.get_template = lambda name, real=real: asked.append(name) or real(name)
+        with app.test_request_context("/disposition"):
+            i18n.use(language)
+            first, again = i18n.template("panel.html"), i18n.template("panel.html")
+        assert first is again is real("panel.html")
+        assert first.environment is environment  # this language's compiled copy
+    assert len(asked) == len(app.extensions["templates"]) * (2 if reloads else 1)

@@ -201,7 +201,8 @@ def launch() -> ResponseReturnValue:
         theme=theme,
         accent=accent,
     )
-    response = current_app.response_class(page)  # what make_response makes of a str
+    # What make_response makes of a str, its content type stated rather than worked out.
+    response = current_app.response_class(page, content_type="text/html; charset=utf-8")
     if accent is not None:
         response.headers["Content-Security-Policy"] = policy_allowing_style(accent.csp_source)
     return response
