@@ -7,7 +7,8 @@ one worker each, under the same gunicorn.conf.py, against one simulator (latency
 same launch links. Each pair of phases (one on each server, in a random order) meets the same
 machine, and the median of the pairs' differences reads a change of a few µs that separate
 runs cannot tell from noise. CPU is the servers' threads' run time (schedstat, ns) over each
-phase. A tree compared with itself reads the rig's own bias: a few µs.
+phase. A tree compared with itself reads within about ±6 µs of zero (the rig's own noise):
+run a comparison both ways round, and trust a difference well past that.
 
 OTHER_TREE is a checkout of this repository (a `git worktree add` of another commit, or a
 copy with one part taken out: docs/benchmarks.md, "Fourth round", shows both uses); it is
@@ -65,24 +66,25 @@ class Compared:
         }
 
 
-def _start_other(
-    tree: Path, running: Running, tmp: Path, services: list[Service]
+def _start_widget(
+    name: str, tree: Path, running: Running, tmp: Path, services: list[Service]
 ) -> tuple[Service, str]:
-    """The other tree's widget (appended to `services`) and its URL: this one's environment,
-    its own port and data folder."""
+    """A widget served from `tree` (appended to `services`) and its URL: the bench widget's
+    environment, a port and a data folder of its own. Both sides are started this way, so
+    that neither is the one start_services made (and warmed) first."""
     port = free_port()
-    data = tmp / "other-data"
+    data = tmp / f"{name}-data"
     data.mkdir()
     env = running.widget_env | {
         "WIDGET_BIND": f"127.0.0.1:{port}",
         "WIDGET_DATA_DIR": str(data),
     }
     command = [GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"]
-    other = Service("other widget", command, env, tmp / "other.log", cwd=tree)
-    services.append(other)
+    widget = Service(f"{name} widget", command, env, tmp / f"{name}.log", cwd=tree)
+    services.append(widget)
     url = f"http://127.0.0.1:{port}"
-    wait_gunicorn(other, url + "/healthz", running.config["workers"])
-    return other, url
+    wait_gunicorn(widget, url + "/healthz", running.config["workers"])
+    return widget, url
 
 
 def _side(name: str, url: str, master: int, running: Running) -> Side:
@@ -109,9 +111,11 @@ def compare(tree: Path, what: str, pairs: int, requests: int, clients: int, tmp:
     services: list[Service] = []
     try:
         running = start_services(tmp, services, latency=0, agents=AGENTS, workers=1)
-        other, other_url = _start_other(tree, running, tmp, services)
+        running.widget.stop()  # idle from here on: both sides are started alike, below
+        this, this_url = _start_widget("this", ROOT, running, tmp, services)
+        other, other_url = _start_widget("other", tree, running, tmp, services)
         sides = [
-            _side("this", running.widget_url, running.widget.proc.pid, running),
+            _side("this", this_url, this.proc.pid, running),
             _side("other", other_url, other.proc.pid, running),
         ]
         for side in sides:  # warm-up, not counted
