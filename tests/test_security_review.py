@@ -55,6 +55,29 @@ def test_files_an_older_release_left_open_are_closed_up(make_app, tmp_path):
     assert mode(tmp_path / "tokens.sqlite3") == mode(tmp_path / "audit.sqlite3") == 0o600
 
 
+def test_a_wal_file_another_process_removes_meanwhile_is_no_error(tmp_path, monkeypatch):
+    """The -wal file is there when the start-up check comes to it and gone a moment later
+    (another process's last connection closed): the check goes on, the database private."""
+    from webapp.audit import sqlite as audit_sqlite
+
+    database = tmp_path / "audit.sqlite3"
+    wal = tmp_path / "audit.sqlite3-wal"
+    for file in (database, wal):
+        file.touch(mode=0o644)
+        os.chmod(file, 0o644)
+    real_chmod = os.chmod
+
+    def chmod_as_the_wal_goes(file, file_mode):
+        if str(file) == str(wal):
+            wal.unlink()  # the other process's SQLite, just before this chmod
+        real_chmod(file, file_mode)
+
+    monkeypatch.setattr(audit_sqlite.os, "chmod", chmod_as_the_wal_goes)
+    audit_sqlite.private_database(database)
+    assert mode(database) == 0o600
+    assert not wal.exists()
+
+
 # -- the CloudAgent client never follows a redirect -------------------------------------------
 
 
