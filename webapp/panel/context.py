@@ -34,9 +34,10 @@ class _Signer(TimestampSigner):
 
 
 class _Serializer(URLSafeTimedSerializer):
-    """itsdangerous's URL-safe timed serializer with its signer made once rather than per
-    token, and without the zlib it tries on every payload: a context is some sixty bytes,
-    which zlib never shortens (a compressed token, marked by a leading ".", still reads)."""
+    """itsdangerous's URL-safe timed serializer with its signer and JSON encoder made once
+    rather than per token, and without the zlib it tries on every payload: a context is some
+    sixty bytes, which zlib never shortens (a compressed token, marked by a leading ".",
+    still reads)."""
 
     default_signer = _Signer  # Serializer.__init__ copies it to the instance
 
@@ -49,7 +50,12 @@ class _Serializer(URLSafeTimedSerializer):
         return signer
 
     def dump_payload(self, obj: Any) -> bytes:
-        return base64_encode(self.serializer.dumps(obj, **self.serializer_kwargs))
+        return base64_encode(_COMPACT_JSON(obj).encode())
+
+
+# itsdangerous's compact JSON (its _CompactJSON.dumps), with the encoder made once rather
+# than per token.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @lru_cache(maxsize=4)
@@ -65,33 +71,27 @@ class ContextError(Exception):
         self.expired = expired
 
 
-@lru_cache(maxsize=4)
-def _signing_key(secret: str) -> bytes:
-    return _serializer(secret).make_signer().derive_key()
-
-
-# itsdangerous's compact JSON (its _CompactJSON.dumps), the encoder made once.
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
-
-
 def issue(launch: Launch, secret: str, language: str | None = None) -> str:
     """The context of a panel opened now (in `language`, for every answer it gets).
 
-    The token `_serializer(secret).dumps(payload)` makes, made here in one pass: payload,
-    timestamp and HMAC-SHA1 signature, each URL-safe base64, joined by ".". Through
-    itsdangerous's serializer, signer and algorithm it took some twenty calls and a Python
-    HMAC object per panel (a panel's CPU, by part: docs/benchmarks.md, "Fourth round").
+    The token `_serializer(secret).dumps(payload)` makes, made here in one pass from the
+    serializer's payload and its signer's (kept) key: payload, timestamp and HMAC-SHA1
+    signature, each URL-safe base64, joined by ".". Through itsdangerous's signer and
+    algorithm it took some twenty calls and a Python HMAC object per panel (a panel's CPU, by
+    part: docs/benchmarks.md, "Fourth round").
     tests/panel/test_context.py holds it to the serializer's own token, both ways."""
     payload = {"u": launch.ucid, "a": launch.agent_id, "d": launch.did}
     if language:
         payload["l"] = language
+    serializer = _serializer(secret)
     signed = b"%s.%s" % (
-        base64_encode(_COMPACT_JSON(payload).encode()),
+        serializer.dump_payload(payload),
         base64_encode(int_to_bytes(int(time.time()))),
     )
+    key = serializer.make_signer().derive_key()  # both kept: see _Serializer and _Signer
     # hmac.new, not hmac.digest: OpenSSL's one-shot HMAC lets go of the GIL, and in a pool
     # thread getting it back cost two context switches whenever the loop was waiting for it.
-    signature = base64_encode(hmac.new(_signing_key(secret), signed, hashlib.sha1).digest())
+    signature = base64_encode(hmac.new(key, signed, hashlib.sha1).digest())
     return (signed + b"." + signature).decode("ascii")
 
 
