@@ -14,7 +14,7 @@ from .audit.cli import audit as audit_command
 from .cloudagent import CloudAgentClient, make_session
 from .config import Settings, load_settings
 from .golive import cloudagent as cloudagent_command
-from .web import assets, compression, errors, headers, health, logs, metrics
+from .web import assets, compression, errors, headers, health, logs, metrics, responses
 
 log = logging.getLogger("webapp")
 
@@ -53,6 +53,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         static_folder=None,
     )
     app.static_folder = str(ROOT / "static")
+    app.response_class = responses.Response
     settings = load_settings(env, instance_path=app.instance_path)
     if settings.demo:
         settings = _start_demo_upstream(app, settings)

@@ -103,7 +103,10 @@ def use(language: str | None) -> None:
     if found is not None:
         here = g._get_current_object()
         here.language, here.translations = language, found
-        refresh()  # Flask-Babel keeps the first locale it was asked for in a request
+        # Flask-Babel keeps the first locale it was asked for in a request, in g._flask_babel
+        # (made when it is first asked): nothing to forget before that.
+        if "_flask_babel" in here:
+            refresh()
 
 
 def current() -> str:

@@ -9,6 +9,7 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import flask_babel
 import pytest
 from babel.dates import format_datetime
 from babel.messages.pofile import read_po
@@ -307,3 +308,16 @@ def test_a_compiled_template_is_looked_up_once_unless_templates_reload(make_app,
         assert first is again is real("panel.html")
         assert first.environment is environment  # this language's compiled copy
     assert len(asked) == len(app.extensions["templates"]) * (2 if reloads else 1)
+
+
+@pytest.mark.parametrize("asked_first", [False, True])
+def test_flask_babel_follows_the_language_the_request_switches_to(make_app, asked_first):
+    """i18n.use tells Flask-Babel to forget the locale it found, when it found one."""
+    app = make_app()
+    with app.test_request_context("/disposition", headers={"Accept-Language": "en"}):
+        if asked_first:
+            assert str(flask_babel.get_locale()) == "en"
+        i18n.use("hi")
+        assert str(flask_babel.get_locale()) == "hi"
+        english = next(e for e, h in HINDI.items() if e != h and "%(" not in e)
+        assert flask_babel.gettext(english) == HINDI[english]

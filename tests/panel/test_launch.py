@@ -4,8 +4,12 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from werkzeug import Request
 
-from webapp.panel.launch import LaunchError, canonical, sign, signed_query, verify
+from tests.helpers import launch_path
+from webapp.panel.launch import LaunchError, canonical, plain_pairs, sign, signed_query, verify
 
 SECRET = "launch-secret-0123456789"
 NOW = 1_800_000_000
@@ -99,3 +103,26 @@ def test_signing_off_skips_only_the_signature():
     assert check([("ucid", "1"), ("agentID", "a"), ("did", "d")], signing=False).ucid == "1"
     with pytest.raises(LaunchError):
         check([("agentID", "a"), ("did", "d")], signing=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab=&%+2F9é ", max_size=24))
+def test_a_query_read_without_werkzeug_reads_as_werkzeug_reads_it(query):
+    """The launch view's short way through a plain query (plain_pairs) gives the very pairs
+    werkzeug's request.args would, and leaves every other query to werkzeug."""
+    pairs = plain_pairs(query)
+    if query.isascii() and "%" not in query and "+" not in query:
+        assert pairs == list(Request.from_values(query_string=query).args.items(multi=True))
+    else:
+        assert pairs is None
+
+
+def test_a_link_with_escaped_values_and_a_plain_one_both_open(web, call):
+    plain = launch_path(call.ucid)
+    escaped = launch_path(call.ucid, callerID="+91 98450 12345", note="a&b=c")
+    assert plain_pairs(plain.partition("?")[2]) is not None
+    assert plain_pairs(escaped.partition("?")[2]) is None
+    for path in (plain, escaped):
+        page = web.get(path)
+        assert page.status_code == 200, path
+        assert call.ucid in page.get_data(as_text=True)

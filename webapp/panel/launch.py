@@ -67,6 +67,15 @@ def signed_query(
     return query
 
 
+def plain_pairs(query: str) -> list[tuple[str, str]] | None:
+    """A query's (name, value) pairs when it holds nothing to decode, as a CRM's link of ids,
+    digits and a hex signature does: what werkzeug's parser would give, for a fifth of its
+    work on every panel. None for any other query (the caller parses it the usual way)."""
+    if not query.isascii() or "%" in query or "+" in query:
+        return None
+    return [pair.partition("=")[::2] for pair in query.split("&") if pair]
+
+
 def verify(
     items: Iterable[tuple[str, str]],
     secret: str,

@@ -34,7 +34,7 @@ from ..web.logs import annotate
 from . import callstate, context
 from .callbacks import UPSTREAM_FORMAT, CallbackRule
 from .forms import DispositionForm, csrf_matches, csrf_token_for
-from .launch import Launch, LaunchError, verify
+from .launch import Launch, LaunchError, plain_pairs, verify
 from .recent import RecentChoices
 from .recorded import FINISHED, Summary, recorded
 from .shells import MARK
@@ -170,7 +170,7 @@ def launch() -> ResponseReturnValue:
     settings = _settings()
     try:
         call = verify(
-            request.args.items(multi=True),
+            plain_pairs(request.environ.get("QUERY_STRING", "")) or request.args.items(multi=True),
             settings.launch_secret,
             max_age=settings.launch_max_age,
             signing=settings.launch_signing,

@@ -1,0 +1,28 @@
+"""The app's response class: werkzeug's, without the header copy most answers do not need."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Response as FlaskResponse
+from werkzeug.datastructures import Headers
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+# What werkzeug's get_wsgi_headers rewrites, when a response has it.
+_FIXED = frozenset(("location", "content-location"))
+
+
+class Response(FlaskResponse):
+    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
+        # werkzeug copies every header (each checked again: ~70 calls for a panel's ten) and
+        # fixes the copy's Location, Content-Location, or length for a 1xx, 204 or 304. An
+        # answer with its length, neither location and another status has nothing to fix,
+        # and its headers are only listed from here (get_wsgi_response): no copy needed.
+        status = self.status_code
+        if status >= 200 and status not in (204, 304):
+            names = {name.lower() for name, _ in self.headers}
+            if "content-length" in names and names.isdisjoint(_FIXED):
+                return self.headers
+        return super().get_wsgi_headers(environ)
