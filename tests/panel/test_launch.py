@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug import Request
+from werkzeug.datastructures import MultiDict
 
 from tests.helpers import launch_path
 from webapp.panel.launch import LaunchError, canonical, plain_pairs, sign, signed_query, verify
@@ -105,14 +106,32 @@ def test_signing_off_skips_only_the_signature():
         check([("agentID", "a"), ("did", "d")], signing=False)
 
 
+PLAIN_LINKS = [
+    "ucid=1234&agentID=agent1&did=914071327663",
+    "ucid=1234&agentID=agent1&did=914071327663&lang=hi&theme=dark",
+    "ucid=1234&agentID=agent1&did=914071327663&ucid=1234",
+    "ucid=1234&agentID=&did=914071327663&x",
+]
+
+
+def opens(items):
+    try:
+        return verify(items, SECRET, max_age=600, signing=False)
+    except LaunchError:
+        return "refused"
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.text(alphabet="ab=&%+2F9é ", max_size=24))
+@given(st.text(alphabet="ab=&%+2F9é ", max_size=24) | st.sampled_from(PLAIN_LINKS))
 def test_a_query_read_without_werkzeug_reads_as_werkzeug_reads_it(query):
     """The launch view's short way through a plain query (plain_pairs) gives the very pairs
-    werkzeug's request.args would, and leaves every other query to werkzeug."""
+    werkzeug's request.args would (which groups a repeated name's values: verify refuses a
+    repeated name either way), and leaves every other query to werkzeug."""
     pairs = plain_pairs(query)
     if query.isascii() and "%" not in query and "+" not in query:
-        assert pairs == list(Request.from_values(query_string=query).args.items(multi=True))
+        args = Request.from_values(query_string=query).args
+        assert list(MultiDict(pairs).items(multi=True)) == list(args.items(multi=True))
+        assert opens(pairs) == opens(args.items(multi=True))
     else:
         assert pairs is None
 
