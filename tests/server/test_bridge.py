@@ -321,6 +321,27 @@ def test_a_page_is_gzipped_in_the_loop_and_its_length_is_the_gzips(monkeypatch):
     assert [name for name, _ in sent[0]["headers"]].count(b"content-length") == 1
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "gzipped"),
+    [
+        ("<p>" + "a panel " * 400 + "</p>", "text/html; charset=utf-8", True),
+        ('{"a": "' + "b" * 2000 + '"}', "Application/JSON", True),
+        ("<p>short</p>", "text/html; charset=utf-8", False),  # under MIN_SIZE
+        ("a {}" * 500, "text/css", False),  # not a page: assets are gzipped at start-up
+    ],
+)
+def test_the_loop_gzips_pages_and_json_over_the_minimum_size_only(body, content_type, gzipped):
+    app = Flask(__name__)
+    compression.init_app(app)
+    app.get("/page")(lambda: (body, {"Content-Type": content_type}))
+    scope = http_scope("GET", "/page", headers=[(b"accept-encoding", b"gzip")])
+    sent = run(ThreadedWSGI(app, 2), scope, [{"type": "http.request", "body": b""}])
+    headers = dict(sent[0]["headers"])
+    assert (headers.get(b"content-encoding") == b"gzip") is gzipped
+    sent_body = gzip.decompress(sent[1]["body"]) if gzipped else sent[1]["body"]
+    assert sent_body.decode() == body and int(headers[b"content-length"]) == len(sent[1]["body"])
+
+
 def test_a_head_of_a_page_states_the_gzips_length_and_sends_no_body():
     app = Flask(__name__)
     compression.init_app(app)

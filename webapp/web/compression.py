@@ -34,21 +34,31 @@ def compress(response: Response) -> Response:
         response.direct_passthrough
         or response.status_code < 200
         or response.status_code in (204, 304)
-        or response.mimetype not in TYPES
         or not takes_gzip(request.environ.get("HTTP_ACCEPT_ENCODING", ""))
     ):
         return response
     headers = response.headers
-    present = {name.lower() for name, _ in headers}  # one pass: each lookup would scan
-    if "content-encoding" in present:
-        return response
-    data = response.get_data()
-    if len(data) < MIN_SIZE:
+    present, kind, length = set(), "", None
+    for name, value in headers:  # one pass: each lookup would scan, a parse of each more
+        lower = name.lower()
+        present.add(lower)
+        if lower == "content-type":
+            kind = value
+        elif lower == "content-length":
+            length = value
+    if "content-encoding" in present or kind.partition(";")[0].strip().lower() not in TYPES:
         return response
     later = request.environ.get(BEFORE_SEND)
     if later is not None:  # under the asgi bridge: its loop compresses, just before sending
+        # The length set_data gave the body; the body itself is the loop's to read.
+        size = int(length) if length and length.isdigit() else len(response.get_data())
+        if size < MIN_SIZE:
+            return response
         later.append(_gzip_body)
     else:
+        data = response.get_data()
+        if len(data) < MIN_SIZE:
+            return response
         response.set_data(_gzip(data))
     headers.add("Content-Encoding", "gzip")
     if "vary" in present:
