@@ -3,7 +3,9 @@ renders for that call: whatever the call's values, language, look, list and rece
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,9 +16,10 @@ from tests.helpers import DID
 from webapp import i18n
 from webapp.panel import views
 from webapp.panel.launch import Launch
-from webapp.panel.shells import MARK, Shells
+from webapp.panel.shells import MARK, Filled, Shells
 from webapp.panel.theme import THEMES, accent_of
 from webapp.simulator.state import SUPPORT_DID
+from webapp.web import compression
 
 IDENTIFIER = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,20}", fullmatch=True)
 ACCENTS = st.one_of(st.none(), st.from_regex(r"#[0-9a-f]{6}", fullmatch=True))
@@ -26,12 +29,13 @@ STATE_TEXT = st.text(max_size=30)  # a disposition CloudAgent kept: any text at 
 class FullRender:
     """What the panel was before the shells: every page rendered whole."""
 
-    def page(self, key, render, values):
-        return render(values)
+    def fill(self, key, render, values):
+        return Filled(render(values), None)
 
 
 def render_both(app, call, language, look, call_state, events_url, template="panel.html"):
-    """(from the shell, rendered whole) for one call, in one request context."""
+    """(from the shell, rendered whole) for one call, in one request context. The shell's
+    page comes with its pieces for gzip: put together, they are the page's gzip."""
     token = f"ctx.{call.ucid}.{call.agent_id}"  # any text: only its escaping matters here
     pages = []
     for shells in (app.extensions["shells"], FullRender()):
@@ -51,7 +55,13 @@ def render_both(app, call, language, look, call_state, events_url, template="pan
                 )
             finally:
                 app.extensions["shells"] = kept
-    return pages
+    from_shell, whole = pages
+    assert whole.deflated is None
+    if from_shell.deflated is not None:  # None only when a list holds the marker character
+        body = from_shell.text.encode()
+        assert gzip.decompress(compression.gzip_deflated(from_shell.deflated, body)) == body
+        assert zlib.decompress(compression.gzip_deflated(from_shell.deflated, body), 31) == body
+    return from_shell.text, whole.text
 
 
 @pytest.fixture

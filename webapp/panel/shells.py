@@ -13,24 +13,42 @@ language, kind and the parts it has (tests/panel/test_outcome_shells.py).
 The result is byte for byte what the template renders (tests/panel/test_shells.py compares
 them over many calls). A shell is kept only when its markers are exactly where the values
 went: a list or a text that itself held the marker character is rendered in full every time.
+Each shell's fixed text is deflated once too, so that a panel's gzip is put together rather
+than compressed (webapp.web.compression.Deflated).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Mapping
+from typing import NamedTuple
 
 from markupsafe import Markup, escape
 
+from ..web.compression import Deflated, deflate_text
+
 MARK = "\x00"  # never in a call value (launch.py and context.py admit no control characters)
 MAX_SHELLS = 256  # looks × lists × languages × recent choices: a few dozen on a busy floor
+
+
+class Filled(NamedTuple):
+    """A page, and its pieces for gzip when it came from a shell."""
+
+    text: str
+    deflated: Deflated | None
+
+
+class _Shell(NamedTuple):
+    parts: tuple[str, ...]  # text, name, text, name, ..., text
+    texts: tuple[bytes, ...]  # each text, deflated
+    size: int  # the texts' length, encoded
 
 
 class Shells:
     """Rendered shells by key, at most MAX_SHELLS (the oldest half dropped past that)."""
 
     def __init__(self, maxsize: int = MAX_SHELLS) -> None:
-        self._shells: dict[Hashable, tuple[str, ...] | None] = {}
+        self._shells: dict[Hashable, _Shell | None] = {}
         self._maxsize = maxsize
         self._lock = threading.Lock()
 
@@ -43,34 +61,46 @@ class Shells:
         """The page for `values` (name -> a call's value): `render(values)` renders the
         template with them, once per key with markers in their place. A Markup value goes
         in as it is, a str escaped: as the template's autoescaping does."""
-        parts = self._shells.get(key, False)
-        if parts is False:
+        return self.fill(key, render, values).text
+
+    def fill(
+        self,
+        key: Hashable,
+        render: Callable[[Mapping[str, str]], str],
+        values: Mapping[str, str],
+    ) -> Filled:
+        """page(), with the page's pieces for gzip."""
+        shell = self._shells.get(key, False)
+        if shell is False:
             markers = {name: Markup(f"{MARK}{name}{MARK}") for name in values}  # noqa: S704
-            parts = _split(render(markers), frozenset(values))
+            shell = _shell(render(markers), frozenset(values))
             with self._lock:
                 if len(self._shells) >= self._maxsize:
                     for old in list(self._shells)[: self._maxsize // 2]:
                         del self._shells[old]
-                self._shells[key] = parts
-        if parts is None:  # a marker character where none belongs: no shell for this key
-            return render(values)
+                self._shells[key] = shell
+        if shell is None:  # a marker character where none belongs: no shell for this key
+            return Filled(render(values), None)
         filled = {
             name: value if isinstance(value, Markup) else escape(value)
             for name, value in values.items()
         }
-        out = list(parts)
+        out = list(shell.parts)
         for i in range(1, len(out), 2):
             out[i] = filled[out[i]]
-        return "".join(out)
+        placed = tuple(value.encode() for value in out[1::2])
+        size = shell.size + sum(map(len, placed))
+        return Filled("".join(out), Deflated(shell.texts, placed, size))
 
     def clear(self) -> None:
         with self._lock:
             self._shells.clear()
 
 
-def _split(rendered: str, names: frozenset[str]) -> tuple[str, ...] | None:
+def _shell(rendered: str, names: frozenset[str]) -> _Shell | None:
     """The shell as text, name, text, name, ..., text; None unless every marker is whole."""
     parts = tuple(rendered.split(MARK))
     if len(parts) % 2 == 0 or any(parts[i] not in names for i in range(1, len(parts), 2)):
         return None
-    return parts
+    texts = [text.encode() for text in parts[0::2]]
+    return _Shell(parts, tuple(map(deflate_text, texts)), sum(map(len, texts)))

@@ -37,7 +37,7 @@ from .forms import DispositionForm, csrf_matches, csrf_token_for
 from .launch import Launch, LaunchError, plain_pairs, verify
 from .recent import RecentChoices
 from .recorded import FINISHED, Summary, recorded
-from .shells import MARK
+from .shells import MARK, Filled
 from .theme import accent_of, theme_of
 
 log = logging.getLogger("webapp.panel")
@@ -91,7 +91,7 @@ def _render_form(
     call_state: Markup | None = None,
     events_url: str | None = None,
     **look: object,
-) -> str:
+) -> Filled:
     """The panel page or its form: the shell for this language, look and list (rendered once,
     webapp.panel.shells), filled in with this call's values."""
     app = current_app._get_current_object()  # looked through once: every panel comes here
@@ -141,9 +141,9 @@ def _render_form(
         )
 
     if names and _holds_marker(names):  # CloudAgent's text could pass for a call value's place
-        return render(values)
+        return Filled(render(values), None)
     key = (compiled, names, recent, callback, days, tuple(sorted(look.items())), *values.keys())
-    return extensions["shells"].page(key, render, values)
+    return extensions["shells"].fill(key, render, values)
 
 
 @lru_cache(maxsize=256)
@@ -202,7 +202,8 @@ def launch() -> ResponseReturnValue:
         accent=accent,
     )
     # What make_response makes of a str, its content type stated rather than worked out.
-    response = current_app.response_class(page, content_type="text/html; charset=utf-8")
+    response = current_app.response_class(page.text, content_type="text/html; charset=utf-8")
+    response.deflated = page.deflated
     if accent is not None:
         response.headers["Content-Security-Policy"] = policy_allowing_style(accent.csp_source)
     return response
@@ -301,7 +302,7 @@ def _checked() -> tuple[Launch, str]:
 def reload_form() -> ResponseReturnValue:
     """The form again, for the Try again button when the disposition list failed to load."""
     call, token = _checked()
-    return _render_form(call, token, "_form.html")
+    return _render_form(call, token, "_form.html").text
 
 
 @bp.post("/disposition/save")

@@ -10,11 +10,16 @@ from werkzeug.datastructures import Headers
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
+    from .compression import Deflated
+
 # What werkzeug's get_wsgi_headers rewrites, when a response has it.
 _FIXED = frozenset(("location", "content-location"))
 
 
 class Response(FlaskResponse):
+    # The page's pieces for gzip, when a view has them (webapp.web.compression.Deflated).
+    deflated: Deflated | None = None
+
     def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
         # werkzeug copies every header (each checked again: ~70 calls for a panel's ten) and
         # fixes the copy's Location, Content-Location, or length for a 1xx, 204 or 304. An
