@@ -51,17 +51,26 @@ class JsonFormatter(logging.Formatter):
         return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
     def line(
-        self, created: float, level: str, logger: str, message: str, fields: dict[str, Any] | None
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any] | None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
-        """A record's JSON object, before its exception (the one place its shape is made)."""
+        """A record's JSON object, before its exception (the one place its shape is made);
+        the request's id is looked up unless given."""
         data: dict[str, Any] = {
             "time": self._time(created),
             "level": level,
             "logger": logger,
             "message": message,
         }
-        if has_request_context() and "request_id" in g:
-            data["request_id"] = g.request_id
+        if request_id is None and has_request_context():
+            request_id = g.get("request_id")
+        if request_id is not None:
+            data["request_id"] = request_id
         if fields:
             data.update(fields)
         return data
@@ -213,16 +222,20 @@ def _reaches_more(logger: logging.Logger | None) -> bool:
     return False
 
 
-def log_request(fields: dict[str, Any], later: list[BeforeSend] | None = None) -> None:
+def log_request(
+    fields: dict[str, Any], later: list[BeforeSend] | None = None, request_id: str | None = None
+) -> None:
     """Write a request's one line (also for the requests Flask never sees: webapp.push.stream).
     With `later` (the asgi bridge's environ[BEFORE_SEND]), the bridge's loop writes it, just
-    before it sends the answer: a write from the pool thread lets go of the GIL."""
+    before it sends the answer: a write from the pool thread lets go of the GIL. The
+    request's id is looked up unless given."""
     handler = _sole_handler()
     if handler is None:
         log.info("request", extra={"fields": fields})
         return
     formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
-    text = _ENCODE(formatter.line(time.time(), "INFO", log.name, "request", fields)) + "\n"
+    data = formatter.line(time.time(), "INFO", log.name, "request", fields, request_id)
+    text = _ENCODE(data) + "\n"
     if later is None:
         _write(handler, text, fields)
         return
@@ -275,7 +288,7 @@ def _finish(response: Response) -> Response:
     if here.upstream:
         fields["upstream"] = here.upstream
         fields["upstream_ms"] = round(sum(call["ms"] for call in here.upstream), 1)
-    log_request(fields, asked.environ.get(BEFORE_SEND))
+    log_request(fields, asked.environ.get(BEFORE_SEND), here.request_id)
     return response
 
 
