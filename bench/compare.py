@@ -70,11 +70,13 @@ def _start_widget(
     name: str, tree: Path, running: Running, tmp: Path, services: list[Service]
 ) -> tuple[Service, str]:
     """A widget served from `tree` (appended to `services`) and its URL: the bench widget's
-    environment, a port and a data folder of its own. Both sides are started this way, so
-    that neither is the one start_services made (and warmed) first."""
+    environment and a port of its own. Both sides are started this way, so that neither is
+    the one start_services made (and warmed) first. They share one data folder, as two
+    masters of one instance would: one CloudAgent token between them (each minting its own
+    would look like another system signing in, and saves would be refused)."""
     port = free_port()
-    data = tmp / f"{name}-data"
-    data.mkdir()
+    data = tmp / "compared-data"
+    data.mkdir(exist_ok=True)
     env = running.widget_env | {
         "WIDGET_BIND": f"127.0.0.1:{port}",
         "WIDGET_DATA_DIR": str(data),

@@ -178,15 +178,19 @@ def test_compare_counts_other_minus_this_pair_by_pair():
     }
 
 
+def copy_of_this_tree(into):
+    into.mkdir()
+    for name in ("webapp", "templates", "static", "translations"):
+        shutil.copytree(ROOT / name, into / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("wsgi.py", "gunicorn.conf.py"):
+        shutil.copy(ROOT / name, into / name)
+    return into
+
+
 def test_compare_tells_a_tree_whose_panel_does_more_work(tmp_path):
     """A copy of this tree whose panel burns about a millisecond more: the comparison finds
     it costlier in every pair, by hundreds of µs."""
-    other = tmp_path / "other"
-    other.mkdir()
-    for name in ("webapp", "templates", "static", "translations"):
-        shutil.copytree(ROOT / name, other / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("wsgi.py", "gunicorn.conf.py"):
-        shutil.copy(ROOT / name, other / name)
+    other = copy_of_this_tree(tmp_path / "other")
     views = other / "webapp" / "panel" / "views.py"
     text = views.read_text()
     launch = "def launch() -> ResponseReturnValue:\n"
@@ -203,3 +207,15 @@ def test_compare_tells_a_tree_whose_panel_does_more_work(tmp_path):
     assert found, done.stdout[-2000:]
     this, other_us, difference = map(float, found.groups())
     assert difference > 300 and other_us > this + 300
+
+
+def test_compare_measures_saves_with_both_widgets_on_one_cloudagent_token(tmp_path):
+    """Both widgets save to one CloudAgent account: with a token each, the second mint looked
+    like another system signing in and every save was refused."""
+    other = copy_of_this_tree(tmp_path / "other")
+    done = run_module(
+        "bench.compare", str(other), "--what", "save", "--pairs", "1", "--requests", "40",
+        timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"CPU per save, one worker each, medians of 1 pairs", done.stdout), done.stdout
