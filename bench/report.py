@@ -152,8 +152,8 @@ def cpu_rows(c: dict, config: dict, row) -> None:
     row(
         ratio_figure,
         f"{ratio:.2f}× (median of the runs' ratios, {spread['min']:.2f}–{spread['max']:.2f}×; "
-        f"median CPU per request {c['panel_ms']['median']:.2f} / {c['hello_ms']['median']:.2f}"
-        f" ms; {how})",
+        f"median CPU per request {c['panel_ms']['median']:.3f} / {c['hello_ms']['median']:.3f}"
+        f" ms, the threads' time on a CPU; {how})",
         "≤ 2× (goal ≤ 1.25×)",
         ratio <= 2,
     )
