@@ -342,6 +342,38 @@ def test_the_loop_gzips_pages_and_json_over_the_minimum_size_only(body, content_
     assert sent_body.decode() == body and int(headers[b"content-length"]) == len(sent[1]["body"])
 
 
+def test_a_hook_failing_after_the_gzip_has_its_error_page_gzipped_once():
+    """Flask runs every after_request hook again on the error page of one that failed: the
+    page it sends must be gzipped once, and not from the first answer's pieces."""
+    app = Flask(__name__)
+    failures = [RuntimeError("a hook failed")]
+
+    @app.after_request
+    def fails_once(response):  # registered first: runs after compress
+        if failures:
+            raise failures.pop()
+        return response
+
+    compression.init_app(app)
+    page = "<p>" + "a panel " * 400 + "</p>"
+    error_page = "<p>" + "went wrong " * 300 + "</p>"
+
+    @app.get("/page")
+    def panel():
+        response = app.response_class(page.encode())
+        body = response.get_data()
+        response.deflated = compression.Deflated((compression.deflate_text(body),), (), body)
+        return response
+
+    app.register_error_handler(500, lambda _error: (error_page, 500))
+    scope = http_scope("GET", "/page", headers=[(b"accept-encoding", b"gzip")])
+    sent = run(ThreadedWSGI(app, 2), scope, [{"type": "http.request", "body": b""}])
+    headers = dict(sent[0]["headers"])
+    assert sent[0]["status"] == 500 and headers[b"content-encoding"] == b"gzip"
+    assert gzip.decompress(sent[1]["body"]).decode() == error_page
+    assert int(headers[b"content-length"]) == len(sent[1]["body"])
+
+
 def test_a_head_of_a_page_states_the_gzips_length_and_sends_no_body():
     app = Flask(__name__)
     compression.init_app(app)

@@ -32,16 +32,16 @@ MAX_SHELLS = 256  # looks × lists × languages × recent choices: a few dozen o
 
 
 class Filled(NamedTuple):
-    """A page, and its pieces for gzip when it came from a shell."""
+    """A page as bytes (UTF-8), and its pieces for gzip when it came from a shell."""
 
-    text: str
+    body: bytes
     deflated: Deflated | None
 
 
 class _Shell(NamedTuple):
     parts: tuple[str, ...]  # text, name, text, name, ..., text
-    texts: tuple[bytes, ...]  # each text, deflated
-    size: int  # the texts' length, encoded
+    encoded: tuple[bytes, ...]  # each text, UTF-8
+    deflated: tuple[bytes, ...]  # each text, deflated
 
 
 class Shells:
@@ -61,7 +61,14 @@ class Shells:
         """The page for `values` (name -> a call's value): `render(values)` renders the
         template with them, once per key with markers in their place. A Markup value goes
         in as it is, a str escaped: as the template's autoescaping does."""
-        return self.fill(key, render, values).text
+        shell = self._shell(key, render, values)
+        if shell is None:  # a marker character where none belongs: no shell for this key
+            return render(values)
+        filled = _escaped(values)
+        out = list(shell.parts)
+        for i in range(1, len(out), 2):
+            out[i] = filled[out[i]]
+        return "".join(out)
 
     def fill(
         self,
@@ -69,38 +76,53 @@ class Shells:
         render: Callable[[Mapping[str, str]], str],
         values: Mapping[str, str],
     ) -> Filled:
-        """page(), with the page's pieces for gzip."""
+        """page() as bytes, with its pieces for gzip: the shell's texts deflated once and
+        this page's values between them (webapp.web.compression.Deflated)."""
+        shell = self._shell(key, render, values)
+        if shell is None:
+            return Filled(render(values).encode(), None)
+        filled = _escaped(values)
+        encoded = shell.encoded
+        placed = tuple(filled[name].encode() for name in shell.parts[1::2])
+        pieces = [encoded[0]]
+        for value, text in zip(placed, encoded[1:], strict=True):
+            pieces += (value, text)
+        body = b"".join(pieces)
+        return Filled(body, Deflated(shell.deflated, placed, body))
+
+    def _shell(
+        self,
+        key: Hashable,
+        render: Callable[[Mapping[str, str]], str],
+        values: Mapping[str, str],
+    ) -> _Shell | None:
         shell = self._shells.get(key, False)
         if shell is False:
             markers = {name: Markup(f"{MARK}{name}{MARK}") for name in values}  # noqa: S704
-            shell = _shell(render(markers), frozenset(values))
+            shell = _made(render(markers), frozenset(values))
             with self._lock:
                 if len(self._shells) >= self._maxsize:
                     for old in list(self._shells)[: self._maxsize // 2]:
                         del self._shells[old]
                 self._shells[key] = shell
-        if shell is None:  # a marker character where none belongs: no shell for this key
-            return Filled(render(values), None)
-        filled = {
-            name: value if isinstance(value, Markup) else escape(value)
-            for name, value in values.items()
-        }
-        out = list(shell.parts)
-        for i in range(1, len(out), 2):
-            out[i] = filled[out[i]]
-        placed = tuple(value.encode() for value in out[1::2])
-        size = shell.size + sum(map(len, placed))
-        return Filled("".join(out), Deflated(shell.texts, placed, size))
+        return shell
 
     def clear(self) -> None:
         with self._lock:
             self._shells.clear()
 
 
-def _shell(rendered: str, names: frozenset[str]) -> _Shell | None:
+def _escaped(values: Mapping[str, str]) -> dict[str, str]:
+    return {
+        name: value if isinstance(value, Markup) else escape(value)
+        for name, value in values.items()
+    }
+
+
+def _made(rendered: str, names: frozenset[str]) -> _Shell | None:
     """The shell as text, name, text, name, ..., text; None unless every marker is whole."""
     parts = tuple(rendered.split(MARK))
     if len(parts) % 2 == 0 or any(parts[i] not in names for i in range(1, len(parts), 2)):
         return None
-    texts = [text.encode() for text in parts[0::2]]
-    return _Shell(parts, tuple(map(deflate_text, texts)), sum(map(len, texts)))
+    encoded = tuple(text.encode() for text in parts[0::2])
+    return _Shell(parts, encoded, tuple(map(deflate_text, encoded)))

@@ -141,7 +141,7 @@ def _render_form(
         )
 
     if names and _holds_marker(names):  # CloudAgent's text could pass for a call value's place
-        return Filled(render(values), None)
+        return Filled(render(values).encode(), None)
     key = (compiled, names, recent, callback, days, tuple(sorted(look.items())), *values.keys())
     return extensions["shells"].fill(key, render, values)
 
@@ -202,7 +202,7 @@ def launch() -> ResponseReturnValue:
         accent=accent,
     )
     # What make_response makes of a str, its content type stated rather than worked out.
-    response = current_app.response_class(page.text, content_type="text/html; charset=utf-8")
+    response = current_app.response_class(page.body, content_type="text/html; charset=utf-8")
     response.deflated = page.deflated
     if accent is not None:
         response.headers["Content-Security-Policy"] = policy_allowing_style(accent.csp_source)
@@ -302,7 +302,7 @@ def _checked() -> tuple[Launch, str]:
 def reload_form() -> ResponseReturnValue:
     """The form again, for the Try again button when the disposition list failed to load."""
     call, token = _checked()
-    return _render_form(call, token, "_form.html").text
+    return _render_form(call, token, "_form.html").body
 
 
 @bp.post("/disposition/save")

@@ -42,7 +42,7 @@ class Deflated:
 
     texts: tuple[bytes, ...]  # one more than the values
     values: tuple[bytes, ...]
-    size: int  # the page's length: its texts' and values' together
+    body: bytes  # the page the pieces make: the response's body, the very object
 
 
 def deflate_text(text: bytes) -> bytes:
@@ -60,8 +60,10 @@ _CRC_CHUNK = 4096  # ISA-L's crc32 lets go of the GIL past 5 KiB (see _gzip_body
 
 def gzip_deflated(deflated: Deflated, body: bytes) -> bytes:
     """`body`'s gzip from its pieces: each value in a stored block between the texts, the
-    CRC over the body. A body that is not the pieces' (a layer changed it) is compressed."""
-    if len(body) != deflated.size or any(len(v) > _STORED_MAX for v in deflated.values):
+    CRC over the body. A body that is not the pieces' (a layer changed or replaced it) is
+    compressed whole. The check costs nothing when the body is the very bytes the pieces
+    were made with, as a panel's is (compared byte for byte otherwise)."""
+    if body != deflated.body or any(len(v) > _STORED_MAX for v in deflated.values):
         return _gzip(body)
     texts = deflated.texts
     out = [_GZIP_HEADER, texts[0]]
@@ -101,6 +103,10 @@ def compress(response: Response) -> Response:
         size = int(length) if length and length.isdigit() else len(response.get_data())
         if size < MIN_SIZE:
             return response
+        # One gzip per answer: a hook that fails after this one has Flask run every hook
+        # again on its error page, which must be gzipped once, and not from the pieces.
+        if later:
+            later[:] = [work for work in later if getattr(work, "func", work) is not _gzip_body]
         later.append(_gzip_body if deflated is None else partial(_gzip_body, deflated=deflated))
     else:
         data = response.get_data()
