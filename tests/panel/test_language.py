@@ -274,7 +274,7 @@ def test_texts_translated_when_compiled_read_as_if_looked_up(
 
     compiled = pages()  # the second panel has its Recent group: the hint's Alt keys too
     compiled = pages()
-    monkeypatch.setattr(i18n, "template", lambda name: name)  # by name: looked up
+    monkeypatch.setattr(i18n, "template", lambda name, **_: name)  # by name: looked up
     assert pages() == compiled
     assert "Alt</kbd>" in compiled[0] and "<kbd>Esc</kbd>" in compiled[0]
 

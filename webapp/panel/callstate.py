@@ -12,7 +12,7 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from flask import current_app
+from flask import Flask, current_app
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,15 +42,16 @@ def as_message(state: CallState, wrapup_seconds: int | None) -> dict[str, Any] |
     }
 
 
-def for_page(ucid: str) -> Markup | None:
+def for_page(ucid: str, app: Flask | None = None) -> Markup | None:
     """The call's state as JSON safe in an HTML attribute, when the receivers are on and
     CloudAgent said something; None otherwise, or when the database cannot say (the panel
-    works without it)."""
-    settings = current_app.config["WIDGET"]
+    works without it). `app`, when the caller holds it, is not looked up again."""
+    app = app or current_app._get_current_object()
+    settings = app.config["WIDGET"]
     if not settings.events_token:
         return None
     try:
-        state = current_app.extensions["call_events"].call_state(ucid)
+        state = app.extensions["call_events"].call_state(ucid)
     except (SQLAlchemyError, OSError) as error:
         log.warning("call state not read (the panel opens without it): %s", error)
         return None
@@ -60,10 +61,10 @@ def for_page(ucid: str) -> Markup | None:
     return htmlsafe_json_dumps(message, dumps=json.dumps, ensure_ascii=False)
 
 
-def events_url(token: str) -> str | None:
+def events_url(token: str, app: Flask | None = None) -> str | None:
     """Where the open panel hears of its call live (webapp.push), when this process serves
     that stream (gunicorn's asgi worker with the receivers on); None otherwise, and the
     panel shows only what the page carries."""
-    if "push" not in current_app.extensions:
+    if "push" not in (app or current_app).extensions:
         return None
     return "/disposition/events?context=" + quote(token, safe="")

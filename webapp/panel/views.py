@@ -9,7 +9,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 
-from flask import Blueprint, abort, current_app, g, make_response, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    make_response,
+    render_template,
+    request,
+)
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
@@ -90,11 +99,14 @@ def _render_form(
     *,
     call_state: Markup | None = None,
     events_url: str | None = None,
+    app: Flask | None = None,
+    language: str | None = None,
     **look: object,
 ) -> Filled:
     """The panel page or its form: the shell for this language, look and list (rendered once,
-    webapp.panel.shells), filled in with this call's values."""
-    app = current_app._get_current_object()  # looked through once: every panel comes here
+    webapp.panel.shells), filled in with this call's values. `app` and `language`, when the
+    caller holds them, are not looked up again."""
+    app = app or current_app._get_current_object()  # looked through once at most
     extensions = app.extensions
     cache: DispositionCache = extensions["dispositions"]
     listing = cache.get(call.agent_id, call.did, call.ucid)
@@ -109,8 +121,9 @@ def _render_form(
         recent = tuple(n for n in recent_of.get(call.agent_id, call.did) if n in offered)
     callbacks: CallbackRule = extensions["callbacks"]
     callback = callbacks.field(names) if names else None
-    days = callbacks.days(i18n.current(), i18n.gettext) if callback else None
-    compiled = i18n.template(template)
+    language = language or i18n.current()
+    days = callbacks.days(language, i18n.gettext) if callback else None
+    compiled = i18n.template(template, app=app, language=language)
     values = {
         "ucid": call.ucid,
         "agent_id": call.agent_id,
@@ -167,10 +180,14 @@ def _offered(names: tuple[str, ...]) -> frozenset[str]:
 
 @bp.get("/disposition")
 def launch() -> ResponseReturnValue:
-    settings = _settings()
+    # Flask's proxies looked through once each: every panel comes here, and each look-up
+    # through a proxy costs more than most of what is done with what it finds.
+    app = current_app._get_current_object()
+    environ = request.environ
+    settings: Settings = app.config["WIDGET"]
     try:
         call = verify(
-            plain_pairs(request.environ.get("QUERY_STRING", "")) or request.args.items(multi=True),
+            plain_pairs(environ.get("QUERY_STRING", "")) or request.args.items(multi=True),
             settings.launch_secret,
             max_age=settings.launch_max_age,
             signing=settings.launch_signing,
@@ -187,22 +204,24 @@ def launch() -> ResponseReturnValue:
     if call.extra.get("theme", theme) != theme or (call.extra.get("accent") and not accent):
         log.warning("launch: theme or accent not understood, using the default look")
     asked = call.extra.get("lang")
-    language = i18n.choose(asked)
+    language = i18n.choose(asked, app=app, environ=environ)
     if asked and i18n.primary(asked) != language:
         log.warning("launch: language %r not available, using %s", asked, language)
-    i18n.use(language)
+    i18n.use(language, app=app)
     token = context.issue(call, settings.secret_key, language)
     page = _render_form(
         call,
         token,
         "panel.html",
-        call_state=callstate.for_page(call.ucid),
-        events_url=callstate.events_url(token),
+        call_state=callstate.for_page(call.ucid, app),
+        events_url=callstate.events_url(token, app),
+        app=app,
+        language=language,
         theme=theme,
         accent=accent,
     )
     # What make_response makes of a str, its content type stated rather than worked out.
-    response = current_app.response_class(page.body, content_type="text/html; charset=utf-8")
+    response = app.response_class(page.body, content_type="text/html; charset=utf-8")
     response.deflated = page.deflated
     if accent is not None:
         response.headers["Content-Security-Policy"] = policy_allowing_style(accent.csp_source)

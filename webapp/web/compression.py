@@ -78,11 +78,12 @@ def gzip_deflated(deflated: Deflated, body: bytes) -> bytes:
 
 
 def compress(response: Response) -> Response:
+    environ = request.environ  # looked through once: every answer comes here
     if (
         response.direct_passthrough
         or response.status_code < 200
         or response.status_code in (204, 304)
-        or not takes_gzip(request.environ.get("HTTP_ACCEPT_ENCODING", ""))
+        or not takes_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
     ):
         return response
     headers = response.headers
@@ -97,7 +98,7 @@ def compress(response: Response) -> Response:
     if "content-encoding" in present or kind.partition(";")[0].strip().lower() not in TYPES:
         return response
     deflated: Deflated | None = getattr(response, "deflated", None)  # webapp.web.responses
-    later = request.environ.get(BEFORE_SEND)
+    later = environ.get(BEFORE_SEND)
     if later is not None:  # under the asgi bridge: its loop compresses, just before sending
         # The length set_data gave the body; the body itself is the loop's to read.
         size = int(length) if length and length.isdigit() else len(response.get_data())
