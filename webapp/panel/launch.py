@@ -19,6 +19,8 @@ FUTURE_SKEW = 60  # seconds a link may claim to come from the future (clock drif
 # A call's identifiers as CloudAgent issues them: short, printable, no spaces or markup.
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,63}")
 _PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+_SIGNATURE = re.compile(r"[0-9a-f]{64}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # int() would also take " +1_0" or "١٠"
 MAX_PARAMS = 32
 MAX_VALUE = 512
 
@@ -99,12 +101,12 @@ def verify(
 
     if signing:
         given = params.get("sig", "")
-        if not re.fullmatch(r"[0-9a-f]{64}", given):
+        if not _SIGNATURE.fullmatch(given):
             raise LaunchError("missing or malformed sig")
         if not hmac.compare_digest(given, sign(params, secret)):
             raise LaunchError("bad signature", BAD_SIGNATURE)
         raw_ts = params.get("ts", "")
-        if not re.fullmatch(r"[0-9]{1,12}", raw_ts):  # int() would also take " +1_0" or "١٠"
+        if not _TIMESTAMP.fullmatch(raw_ts):
             raise LaunchError("missing or malformed ts")
         ts = int(raw_ts)
         now = time.time() if now is None else now
