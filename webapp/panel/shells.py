@@ -19,6 +19,7 @@ than compressed (webapp.web.compression.Deflated).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from typing import NamedTuple
@@ -112,9 +113,16 @@ class Shells:
             self._shells.clear()
 
 
+# What markupsafe's escape replaces: a value without any of these is its own escape (a
+# call's ids, its tokens), and a search for them costs less than escape's own checks.
+_ESCAPED = re.compile(r"[&<>\"']")
+
+
 def _escaped(values: Mapping[str, str]) -> dict[str, str]:
     return {
-        name: value if isinstance(value, Markup) else escape(value)
+        name: value
+        if isinstance(value, Markup) or (type(value) is str and not _ESCAPED.search(value))
+        else escape(value)
         for name, value in values.items()
     }
 

@@ -55,7 +55,9 @@ def deflate_text(text: bytes) -> bytes:
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # as igzip's, at mtime 0
 _LAST_BLOCK = b"\x01\x00\x00\xff\xff"  # an empty stored block that ends the stream
 _STORED_MAX = 0xFFFF
-_CRC_CHUNK = 4096  # ISA-L's crc32 lets go of the GIL past 5 KiB (see _gzip_body)
+_STORED_HEADER = struct.Struct("<BHH").pack  # a stored block's: not the last, LEN, NLEN
+_TRAILER = struct.Struct("<II").pack  # CRC-32, ISIZE
+_CRC_CHUNK = 5 * 1024  # ISA-L's crc32 lets go of the GIL past 5 KiB (see _gzip_body)
 
 
 def gzip_deflated(deflated: Deflated, body: bytes) -> bytes:
@@ -69,11 +71,11 @@ def gzip_deflated(deflated: Deflated, body: bytes) -> bytes:
     out = [_GZIP_HEADER, texts[0]]
     for value, text in zip(deflated.values, texts[1:], strict=True):
         size = len(value)
-        out += (struct.pack("<BHH", 0, size, size ^ _STORED_MAX), value, text)
+        out += (_STORED_HEADER(0, size, size ^ _STORED_MAX), value, text)
     crc, view = 0, memoryview(body)
     for start in range(0, len(body), _CRC_CHUNK):
         crc = isal_zlib.crc32(view[start : start + _CRC_CHUNK], crc)
-    out += (_LAST_BLOCK, struct.pack("<II", crc, len(body) & 0xFFFFFFFF))
+    out += (_LAST_BLOCK, _TRAILER(crc, len(body) & 0xFFFFFFFF))
     return b"".join(out)
 
 

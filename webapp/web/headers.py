@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import Flask, Response, current_app
 
 
@@ -26,14 +28,16 @@ def content_security_policy(
     )
 
 
-def secure_headers(response: Response) -> Response:
+def secure_headers(response: Response, csp: str | None = None) -> Response:
+    """The headers every answer carries; `csp`, the app's policy, bound when the hook is
+    registered (init_app) rather than looked up through Flask's proxy on every answer."""
     headers = response.headers
     # One pass over the few headers there are, then appends: werkzeug's lookups each scan
     # the list, and a missing name costs an exception (this runs on every response).
     present = {name.lower() for name, _ in headers}
     # A view may set its own policy (the demo CRM page frames the widget).
     if "content-security-policy" not in present:
-        headers.add("Content-Security-Policy", current_app.extensions["csp"])
+        headers.add("Content-Security-Policy", csp or current_app.extensions["csp"])
     # The launch query (ucid, agent, signature) must not leak to anything the page loads.
     for name, value in (("Referrer-Policy", "no-referrer"), ("X-Content-Type-Options", "nosniff")):
         if name.lower() in present:
@@ -59,4 +63,4 @@ def init_app(app: Flask, style_hashes: str) -> None:
     app.extensions["csp"] = content_security_policy(
         settings.frame_ancestors_header, style_hashes=style_hashes
     )
-    app.after_request(secure_headers)
+    app.after_request(partial(secure_headers, csp=app.extensions["csp"]))

@@ -12,10 +12,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Response, g, has_request_context, request
 
 from ..config import IPNetwork
 from .before_send import BEFORE_SEND, BeforeSend, Headers
@@ -257,13 +257,11 @@ def _write(handler: _StderrHandler, text: str, fields: dict[str, Any]) -> None:
         log.info("request", extra={"fields": fields})
 
 
-def _start() -> None:
+def _start(trusted: Callable[[str | None], bool]) -> None:
     # Flask's proxies looked through once each: this and _finish run on every request.
     here, asked = g._get_current_object(), request._get_current_object()
     here.request_id, here.client_request_id = request_ids(
-        asked.environ.get("HTTP_X_REQUEST_ID", ""),
-        asked.remote_addr,
-        current_app.extensions["trusted_proxy"],
+        asked.environ.get("HTTP_X_REQUEST_ID", ""), asked.remote_addr, trusted
     )
     here.started = time.perf_counter()
     here.log_fields = {}
@@ -295,6 +293,6 @@ def _finish(response: Response) -> Response:
 def init_app(app: Flask, trusted_proxies: Iterable[IPNetwork] = ()) -> None:
     """JSON logs, and one line per request; X-Request-ID taken from `trusted_proxies` only."""
     configure()
-    app.extensions["trusted_proxy"] = trusted_peers(trusted_proxies)
-    app.before_request(_start)
+    app.extensions["trusted_proxy"] = trusted = trusted_peers(trusted_proxies)
+    app.before_request(partial(_start, trusted))  # the app's own: not looked up per request
     app.after_request(_finish)
