@@ -28,7 +28,7 @@ def content_security_policy(
     )
 
 
-def secure_headers(response: Response, csp: str | None = None) -> Response:
+def secure_headers(response: Response, *, csp: str) -> Response:
     """The headers every answer carries; `csp`, the app's policy, bound when the hook is
     registered (init_app) rather than looked up through Flask's proxy on every answer."""
     headers = response.headers
@@ -37,7 +37,7 @@ def secure_headers(response: Response, csp: str | None = None) -> Response:
     present = {name.lower() for name, _ in headers}
     # A view may set its own policy (the demo CRM page frames the widget).
     if "content-security-policy" not in present:
-        headers.add("Content-Security-Policy", csp or current_app.extensions["csp"])
+        headers.add("Content-Security-Policy", csp)
     # The launch query (ucid, agent, signature) must not leak to anything the page loads.
     for name, value in (("Referrer-Policy", "no-referrer"), ("X-Content-Type-Options", "nosniff")):
         if name.lower() in present:
