@@ -51,18 +51,20 @@ class Router:
     def __call__(self, *args: Any) -> Any:
         if len(args) == 2:  # WSGI
             return self.flask_app(*args)
-        return self._asgi(*args)
+        scope, receive, send = args
+        if scope["type"] != "http":
+            return self._other(scope, receive, send)
+        # The stream's or the bridge's own coroutine, not one of ours awaiting it: every
+        # resumption of a request (its body, each send) would pass through one more frame.
+        if scope["path"] == PATH and self.channel is not None:
+            return serve(scope, receive, send, self.channel)
+        if self._wsgi is None:
+            self._wsgi = ThreadedWSGI(self.flask_app, self.threads)
+        return self._wsgi(scope, receive, send)
 
-    async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "lifespan":
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-        elif kind == "http" and scope["path"] == PATH and self.channel is not None:
-            await serve(scope, receive, send, self.channel)
-        elif kind == "http":
-            if self._wsgi is None:
-                self._wsgi = ThreadedWSGI(self.flask_app, self.threads)
-            await self._wsgi(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -65,12 +65,14 @@ def gzip_deflated(deflated: Deflated, body: bytes) -> bytes:
     CRC over the body. A body that is not the pieces' (a layer changed or replaced it) is
     compressed whole. The check costs nothing when the body is the very bytes the pieces
     were made with, as a panel's is (compared byte for byte otherwise)."""
-    if body != deflated.body or any(len(v) > _STORED_MAX for v in deflated.values):
+    if body is not deflated.body and body != deflated.body:
         return _gzip(body)
     texts = deflated.texts
     out = [_GZIP_HEADER, texts[0]]
     for value, text in zip(deflated.values, texts[1:], strict=True):
         size = len(value)
+        if size > _STORED_MAX:  # no stored block holds it (no call value comes near)
+            return _gzip(body)
         out += (_STORED_HEADER(0, size, size ^ _STORED_MAX), value, text)
     crc, view = 0, memoryview(body)
     for start in range(0, len(body), _CRC_CHUNK):
