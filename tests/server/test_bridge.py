@@ -109,6 +109,41 @@ def test_the_environ_is_what_a_wsgi_server_gives():
     assert environ["wsgi.url_scheme"] == "http" and environ["wsgi.multithread"] is True
 
 
+@pytest.mark.parametrize("taken", [True, False])
+def test_a_request_the_app_says_may_run_on_the_loop_runs_there_and_answers_the_same(taken):
+    threads, asked = [], []
+
+    def app(environ, start_response):
+        threads.append(threading.current_thread())
+        environ[BEFORE_SEND].append(lambda headers, body: body + b" and after")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"answered"]
+
+    def on_loop(environ):
+        asked.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+        return taken
+
+    async def serve():
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        async def send(message):
+            sent.append(message)
+
+        await ThreadedWSGI(app, 2, on_loop)(http_scope(path="/p"), receive, send)
+        return threading.current_thread(), sent
+
+    loop_thread, sent = in_loop(serve)
+    assert asked == [("GET", "/p")]
+    if taken:
+        assert threads == [loop_thread]
+    else:  # one of the bridge's pool threads
+        assert threads[0] is not loop_thread and threads[0].name.startswith("wsgi_")
+    assert [m.get("body") for m in sent] == [None, b"answered and after"]
+
+
 def test_a_body_in_pieces_sent_chunked_is_read_whole():
     recorder = Recorder()
     pieces = [

@@ -33,6 +33,9 @@ LIST_RETRY_AFTER = 30.0  # seconds between refresh attempts while a list fails t
 # Seconds a list that could not be loaded at all is answered from that failure, not fetched
 # again: panels opened meanwhile, and requests that would fetch it, cost CloudAgent nothing.
 FAILED_BACKOFF = 5.0
+# Seconds a copy must have left to count as held (holds()): more than ever passes between
+# the question and the get() it is asked for.
+MARGIN = 1.0
 Fetch = Callable[[str, str, str], DispositionList]
 # Told how each lookup was answered: "hit", "stale" (served while refreshed), "miss" (fetched
 # from CloudAgent) or "error" (no list to give).
@@ -72,6 +75,11 @@ class DispositionCache:
         if self.on_result is not None:
             self.on_result(how)
         return result
+
+    def holds(self, did: str) -> bool:
+        """Whether get() for this DID answers from memory now, without waiting for
+        CloudAgent (a stale list is answered while a thread refreshes it)."""
+        return (self.account, did) in self._entries
 
     def _get(self, agent_id: str, did: str, ucid: str) -> tuple[DispositionList, str]:
         key = (self.account, did)
@@ -199,6 +207,12 @@ class RedisDispositionCache:
         if self.on_result is not None:
             self.on_result(how)
         return result
+
+    def holds(self, did: str) -> bool:
+        """Whether get() for this DID answers from this process's copy now, with neither
+        Redis nor CloudAgent asked (MARGIN to spare: the caller is about to ask)."""
+        local = self._local.get(did)
+        return local is not None and self.monotonic() - local.checked < self.local_ttl - MARGIN
 
     def _get(self, agent_id: str, did: str, ucid: str) -> tuple[DispositionList, str]:
         local = self._local.get(did)  # a dict read is atomic: no lock on the common path

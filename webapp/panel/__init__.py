@@ -8,14 +8,17 @@
 - texts.py: the texts panel.js writes itself, in the panel's language;
 - callstate.py: what CloudAgent said about the call (its end, the disposition it kept), for
   the page;
-- views.py: the blueprint: open, reload the form, save (audit row, CloudAgent, outcome).
+- views.py: the blueprint: open, reload the form, save (audit row, CloudAgent, outcome);
+- onloop.py: which panels the asgi bridge may answer on its event loop (all in memory).
 """
 
 from flask import Flask
 
 from ..config import Settings
+from ..web.before_send import ON_LOOP
 from .callbacks import CallbackRule
 from .forms import COMMENTS_MAX
+from .onloop import panel_on_loop
 from .recent import RecentChoices
 from .shells import Shells
 from .texts import script_texts
@@ -33,4 +36,5 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["recent"] = RecentChoices(app.extensions["audit"])
     app.extensions["shells"] = Shells()
     app.extensions["outcome_shells"] = Shells()  # the save's answers: a few dozen at most
+    app.extensions[ON_LOOP] = panel_on_loop(app)
     app.register_blueprint(bp)

@@ -16,6 +16,7 @@ log = logging.getLogger("webapp.panel")
 SIZE = 5  # Alt+1 to Alt+5
 TTL = 30.0  # seconds another process's saves may take to show here
 MAX_ENTRIES = 20_000  # (agent, DID) pairs kept per process
+MARGIN = 1.0  # seconds an entry must have left to count as held (holds())
 
 
 class RecentChoices:
@@ -44,6 +45,12 @@ class RecentChoices:
             return entry[1] if entry is not None else ()
         self._put(key, names)
         return names
+
+    def holds(self, agent: str, did: str) -> bool:
+        """Whether get() answers from memory now, without reading the audit log (MARGIN
+        to spare: the caller is about to ask)."""
+        entry = self._entries.get((agent, did))
+        return entry is not None and self.clock() - entry[0] < self.ttl - MARGIN
 
     def saved(self, agent: str, did: str, disposition: str) -> None:
         """This process saw the agent's save go through: put it first straight away."""

@@ -21,6 +21,10 @@ requests: each function there is given the answer's headers (a list it may chang
 and returns the body to send. The loop runs them in order just before it sends, where
 it makes system calls anyway. Where no such list is offered (a save, gthread, the test
 client), the app does the work itself.
+
+A request the app says waits for nothing (`on_loop`, webapp.web.before_send.ON_LOOP: a
+panel whose reads are all in memory, webapp.panel.onloop) is run in the loop itself, without
+the hand-offs: the loop would only have waited for the GIL while a thread held it.
 """
 
 from __future__ import annotations
@@ -115,9 +119,14 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 class ThreadedWSGI:
     """ASGI `http` requests to a WSGI app run in a pool of `threads` threads."""
 
-    def __init__(self, app: WSGIApp, threads: int) -> None:
+    def __init__(
+        self, app: WSGIApp, threads: int, on_loop: Callable[[dict[str, Any]], bool] | None = None
+    ) -> None:
         self.app = app
         self.pool = Pool(threads, "wsgi")
+        # Whether a request may run here in the loop, given its environ (webapp.web.before_send,
+        # ON_LOOP): it then waits for nothing, and spares the two hand-offs to a thread.
+        self.on_loop = on_loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _declared_length(scope)
@@ -133,7 +142,10 @@ class ThreadedWSGI:
         if scope["method"] in _READS:
             later = environ[BEFORE_SEND] = LeftToLoop()
         try:
-            status, headers, chunks = await self.pool.run(self._run, environ)
+            if self.on_loop is not None and self.on_loop(environ):
+                status, headers, chunks = self._run(environ)
+            else:
+                status, headers, chunks = await self.pool.run(self._run, environ)
         except asyncio.CancelledError:  # given up: the client gone past the server's grace
             if later is not None and later.give_up():
                 later.run_without_answer()
@@ -145,7 +157,7 @@ class ThreadedWSGI:
         await send({"type": "http.response.body", "body": answer})
 
     def _run(self, environ: dict[str, Any]) -> tuple[int, Headers, list[bytes]]:
-        """In a pool thread: the app's status, headers and body."""
+        """In a pool thread (or the loop, on_loop): the app's status, headers and body."""
         chunks: list[bytes] = []
         started: list[Any] = []
 

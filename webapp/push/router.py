@@ -3,8 +3,9 @@
 Called with (environ, start_response) it is the Flask app (gthread, the tests' werkzeug);
 called with (scope, receive, send) it is ASGI (the `asgi` worker): the events stream is a
 coroutine here, everything else goes to Flask in a pool of threads (webapp.push.bridge), the
-same WIDGET_THREADS threads per process that gthread gave it. Attributes not its own are Flask's,
-so `app.extensions`, `app.config` and the CLI see the app as before.
+same WIDGET_THREADS threads per process that gthread gave it, but for the panels the app says
+wait for nothing (webapp.panel.onloop), which the bridge runs in the loop. Attributes not its
+own are Flask's, so `app.extensions`, `app.config` and the CLI see the app as before.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from flask import Flask
 
+from ..web.before_send import ON_LOOP
 from .bridge import ThreadedWSGI
 from .hub import Hub
 from .stream import PATH, Channel, Receive, Scope, Send, serve
@@ -59,7 +61,8 @@ class Router:
         if scope["path"] == PATH and self.channel is not None:
             return serve(scope, receive, send, self.channel)
         if self._wsgi is None:
-            self._wsgi = ThreadedWSGI(self.flask_app, self.threads)
+            on_loop = self.flask_app.extensions.get(ON_LOOP)
+            self._wsgi = ThreadedWSGI(self.flask_app, self.threads, on_loop)
         return self._wsgi(scope, receive, send)
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -11,3 +11,8 @@ from collections.abc import Callable
 BEFORE_SEND = "widget.before_send"
 Headers = list[tuple[bytes, bytes]]
 BeforeSend = Callable[[Headers, bytes], bytes]
+
+# app.extensions[ON_LOOP], when the app sets it: a function of a request's environ saying
+# whether the bridge may run that request on its event loop rather than in a pool thread (it
+# must then wait for nothing: webapp.panel.onloop). Absent, every request goes to the pool.
+ON_LOOP = "widget.on_loop"

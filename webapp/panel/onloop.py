@@ -1,0 +1,49 @@
+"""Which requests the asgi bridge runs on its event loop rather than in a pool thread
+(webapp.push.bridge, `on_loop`): a panel whose every read is in this process's memory.
+
+In a pool thread a request costs two hand-offs between threads, and the loop waits for the
+GIL each time the thread holds it as the next request arrives: under load that cost a panel
+a sixth of its CPU (docs/benchmarks.md, "Sixth round"). On the loop a request must never
+wait, for a wait there holds every connection of the worker. So a panel is taken only when
+what it reads is in memory now: its dispositions list (DispositionCache.holds: a stale list
+is answered while a thread refreshes it), the agent's recent choices (RecentChoices.holds),
+and no call state to read from the database (the receivers off: callstate.for_page). A list
+never loaded, recent choices due to be read again, a save, or a link whose query needs
+decoding go to the pool as before, and the panel is the same page either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+
+from ..cloudagent import DispositionCache, RedisDispositionCache
+from .launch import plain_pairs
+from .recent import RecentChoices
+
+PATH = "/disposition"  # views.launch
+
+
+def panel_on_loop(app: Flask) -> Callable[[dict[str, Any]], bool] | None:
+    """The bridge's question for this app, or None when no panel can be answered from
+    memory (the receivers on: each panel reads its call's state from the database)."""
+    if app.config["WIDGET"].events_token:
+        return None
+    cache: DispositionCache | RedisDispositionCache = app.extensions["dispositions"]
+    recent: RecentChoices = app.extensions["recent"]
+
+    def on_loop(environ: dict[str, Any]) -> bool:
+        if environ["REQUEST_METHOD"] != "GET" or environ["PATH_INFO"] != PATH:
+            return False
+        pairs = plain_pairs(environ.get("QUERY_STRING", ""))
+        if not pairs:
+            return False
+        query = dict(pairs)  # unverified: it only says where the view will look
+        did, agent = query.get("did"), query.get("agentID")
+        if did is None or agent is None:
+            return False
+        return cache.holds(did) and recent.holds(agent, did)
+
+    return on_loop
