@@ -86,7 +86,7 @@ def parts(raw: str) -> tuple[Counter[str], int]:
     return counts, total
 
 
-def record(which: str, seconds: int, py_spy: str) -> str:
+def record(which: str, seconds: int, py_spy: str, native: bool = False) -> str:
     """py-spy's raw samples of the widget's (or hello's) one worker under the closed loop."""
     services: list[Service] = []
     tmp = Path(tempfile.mkdtemp(prefix="widget-profile-"))
@@ -105,6 +105,8 @@ def record(which: str, seconds: int, py_spy: str) -> str:
         worker = process_tree(server.proc.pid)[1]
         out = tmp / "samples.txt"
         command = [py_spy, "record", "-p", str(worker), "-d", str(seconds), "-r", "250"]
+        if native:  # C frames too (a crc32, a struct pack): for reading stacks, not parts
+            command.append("--native")
         spy = subprocess.Popen(  # noqa: S603
             [*command, "--gil", "--threads", "-f", "raw", "-o", str(out)],
             stdout=subprocess.DEVNULL,
@@ -125,8 +127,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--py-spy", default="py-spy")
     parser.add_argument("--cpu-ms", type=float, help="CPU per request, from bench.outside")
+    parser.add_argument("--native", action="store_true", help="record C frames too (slower)")
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw samples in this file")
     args = parser.parse_args(argv)
-    counts, total = parts(record(args.which, args.seconds, args.py_spy))
+    raw = record(args.which, args.seconds, args.py_spy, args.native)
+    if args.raw:
+        args.raw.write_text(raw)
+    counts, total = parts(raw)
     print(f"| part ({args.which}, {total} samples) | share | ms per request |")
     print("| --- | --- | --- |")
     for name, count in counts.most_common():
