@@ -1,8 +1,12 @@
-"""Panels answered on the asgi worker's event loop (webapp.panel.onloop) on the production
-server, one worker, receivers off: the page is the one the pool would have made, and a panel
-that must wait for CloudAgent waits in the pool, so panels answered from memory go on
-meanwhile. Were it taken on the loop, every connection of the worker would wait with it."""
+"""Panels answered on the asgi worker's event loop (webapp.panel.onloop). In process, through
+`wsgi:app`'s Router as the worker calls it: a panel from memory runs in the loop's thread and
+reads nothing that could wait, even when what it was held for is dropped before it reads.
+Then on the production server, one worker, receivers off: the page is the one the pool
+would have made, and a panel that must wait for CloudAgent waits in the pool, so panels
+answered from memory go on meanwhile. Were it taken on the loop, every connection of the
+worker would wait with it."""
 
+import asyncio
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -11,10 +15,109 @@ import pytest
 import requests
 
 from tests.helpers import DID, SUPPORT, launch_path
+from webapp.push import Router
 from webapp.simulator import Simulator, start_server
 from webapp.simulator import app as simulator_app
 
 _TOKENS = re.compile(r'(name="(?:context|csrf_token)"[^>]*value=")[^"]*"|(context=)[^"&]*')
+
+
+def asgi_get(router: Router, path: str) -> tuple[int, bytes, threading.Thread]:
+    """GET `path` through the Router as gunicorn's asgi worker calls it, in a loop of its own
+    thread: the status, the body, and the loop's thread."""
+    route, _, query = path.partition("?")
+    scope = {
+        "type": "http", "method": "GET", "path": route, "query_string": query.encode(),
+        "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50123), "root_path": "", "headers": [(b"host", b"widget")],
+    }  # fmt: skip
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        sent.append(message)
+
+    async def serve():
+        await router(scope, receive, send)
+        return threading.current_thread()
+
+    with ThreadPoolExecutor(1) as thread:
+        loop_thread = thread.submit(asyncio.run, serve()).result()
+    return sent[0]["status"], sent[1]["body"], loop_thread
+
+
+class Reads:
+    """Every read of the panel's that could wait, with the thread it ran in, and each of the
+    recent choices' reads with its `wait`."""
+
+    def __init__(self, app, monkeypatch):
+        self.waiting: list[tuple[str, threading.Thread]] = []
+        self.recent: list[tuple[threading.Thread, bool]] = []
+        recent, cache = app.extensions["recent"], app.extensions["dispositions"]
+        audit_read, fetch, get = recent.audit.recent_dispositions, cache._fetch, recent.get
+
+        def audit(*args):
+            self.waiting.append(("audit log", threading.current_thread()))
+            return audit_read(*args)
+
+        def cloudagent(*args):
+            self.waiting.append(("CloudAgent", threading.current_thread()))
+            return fetch(*args)
+
+        def recent_get(agent, did, *, wait=True):
+            self.recent.append((threading.current_thread(), wait))
+            return get(agent, did, wait=wait)
+
+        monkeypatch.setattr(recent.audit, "recent_dispositions", audit)
+        monkeypatch.setattr(cache, "_fetch", cloudagent)
+        monkeypatch.setattr(recent, "get", recent_get)
+
+
+def test_a_panel_from_memory_runs_on_the_loop_and_reads_nothing_that_could_wait(
+    make_app, simulator, monkeypatch
+):
+    app = make_app()
+    router = Router(app, threads=4)
+    reads = Reads(app, monkeypatch)
+    path = launch_path(simulator.start_call("agent1", DID).ucid)
+    status, body, loop = asgi_get(router, path)
+    assert status == 200 and simulator.account("demo").dispositions_for(DID)[0].encode() in body
+    # The first load read its list and recent choices in a pool thread.
+    assert [what for what, thread in reads.waiting] == ["CloudAgent", "audit log"]
+    assert all(thread is not loop for _, thread in reads.waiting)
+    assert reads.recent == [(reads.recent[0][0], True)] and reads.recent[0][0] is not loop
+
+    reads.waiting.clear()
+    reads.recent.clear()
+    status, body, loop = asgi_get(router, path)
+    assert status == 200 and simulator.account("demo").dispositions_for(DID)[0].encode() in body
+    assert reads.recent == [(loop, False)]  # in the loop's own thread, from memory only
+    assert reads.waiting == []
+
+
+def test_a_panel_whose_recent_choices_go_after_the_question_still_reads_nothing_that_waits(
+    make_app, simulator, monkeypatch
+):
+    app = make_app()
+    router = Router(app, threads=4)
+    path = launch_path(simulator.start_call("agent1", DID).ucid)
+    assert asgi_get(router, path)[0] == 200  # held now
+    recent = app.extensions["recent"]
+    on_loop = router._wsgi.on_loop  # the app's own question, as wsgi:app's bridge asks it
+
+    def then_dropped(environ):  # as past MAX_ENTRIES a pool thread's new pair drops the oldest
+        answer = on_loop(environ)
+        recent._entries.clear()
+        return answer
+
+    monkeypatch.setattr(router._wsgi, "on_loop", then_dropped)
+    reads = Reads(app, monkeypatch)
+    status, body, loop = asgi_get(router, path)
+    assert status == 200 and simulator.account("demo").dispositions_for(DID)[0].encode() in body
+    assert reads.recent == [(loop, False)]
+    assert reads.waiting == []  # the panel opens without its Recent group, at once
 
 
 @pytest.fixture(scope="module")

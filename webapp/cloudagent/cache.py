@@ -33,9 +33,6 @@ LIST_RETRY_AFTER = 30.0  # seconds between refresh attempts while a list fails t
 # Seconds a list that could not be loaded at all is answered from that failure, not fetched
 # again: panels opened meanwhile, and requests that would fetch it, cost CloudAgent nothing.
 FAILED_BACKOFF = 5.0
-# Seconds a copy must have left to count as held (holds()): more than ever passes between
-# the question and the get() it is asked for.
-MARGIN = 1.0
 Fetch = Callable[[str, str, str], DispositionList]
 # Told how each lookup was answered: "hit", "stale" (served while refreshed), "miss" (fetched
 # from CloudAgent) or "error" (no list to give).
@@ -70,7 +67,9 @@ class DispositionCache:
         self._failed: dict[tuple[str, str], tuple[DispositionList, int, float]] = {}
         self._ticks = itertools.count()  # orders callers and failures (clocks may tie)
 
-    def get(self, agent_id: str, did: str, ucid: str) -> DispositionList:
+    def get(self, agent_id: str, did: str, ucid: str, *, wait: bool = True) -> DispositionList:
+        """The DID's list. A list once loaded is never dropped, so after holds() this never
+        waits, `wait` or not (the argument is RedisDispositionCache's)."""
         result, how = self._get(agent_id, did, ucid)
         if self.on_result is not None:
             self.on_result(how)
@@ -202,21 +201,25 @@ class RedisDispositionCache:
         except RedisError as error:
             raise StoreUnavailable(f"redis: {error}") from error
 
-    def get(self, agent_id: str, did: str, ucid: str) -> DispositionList:
-        result, how = self._get(agent_id, did, ucid)
+    def get(self, agent_id: str, did: str, ucid: str, *, wait: bool = True) -> DispositionList:
+        """The DID's list. `wait=False` (a panel on the event loop, after holds()) answers
+        from this process's copy however long since it was checked against Redis."""
+        result, how = self._get(agent_id, did, ucid, wait)
         if self.on_result is not None:
             self.on_result(how)
         return result
 
     def holds(self, did: str) -> bool:
         """Whether get() for this DID answers from this process's copy now, with neither
-        Redis nor CloudAgent asked (MARGIN to spare: the caller is about to ask)."""
+        Redis nor CloudAgent asked."""
         local = self._local.get(did)
-        return local is not None and self.monotonic() - local.checked < self.local_ttl - MARGIN
+        return local is not None and self.monotonic() - local.checked < self.local_ttl
 
-    def _get(self, agent_id: str, did: str, ucid: str) -> tuple[DispositionList, str]:
+    def _get(
+        self, agent_id: str, did: str, ucid: str, wait: bool = True
+    ) -> tuple[DispositionList, str]:
         local = self._local.get(did)  # a dict read is atomic: no lock on the common path
-        if local and self.monotonic() - local.checked < self.local_ttl:
+        if local and (not wait or self.monotonic() - local.checked < self.local_ttl):
             # The common case: memory only, no network.
             return local.value, self._age(local.loaded_at)
         try:

@@ -16,7 +16,6 @@ log = logging.getLogger("webapp.panel")
 SIZE = 5  # Alt+1 to Alt+5
 TTL = 30.0  # seconds another process's saves may take to show here
 MAX_ENTRIES = 20_000  # (agent, DID) pairs kept per process
-MARGIN = 1.0  # seconds an entry must have left to count as held (holds())
 
 
 class RecentChoices:
@@ -33,11 +32,15 @@ class RecentChoices:
         self._entries: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, agent: str, did: str) -> tuple[str, ...]:
+    def get(self, agent: str, did: str, *, wait: bool = True) -> tuple[str, ...]:
+        """The pair's recent dispositions. `wait=False` (a panel on the event loop) never
+        reads the audit log: what memory holds, however old, else none."""
         key = (agent, did)
         entry = self._entries.get(key)  # a dict read is atomic: no lock on the common path
-        if entry is not None and self.clock() - entry[0] < self.ttl:
+        if entry is not None and (not wait or self.clock() - entry[0] < self.ttl):
             return entry[1]
+        if not wait:  # dropped since holds() said yes (the oldest pairs go past MAX_ENTRIES)
+            return ()
         try:
             names = tuple(self.audit.recent_dispositions(agent, did, SIZE))
         except Exception as error:  # the panel opens without its Recent group
@@ -47,10 +50,9 @@ class RecentChoices:
         return names
 
     def holds(self, agent: str, did: str) -> bool:
-        """Whether get() answers from memory now, without reading the audit log (MARGIN
-        to spare: the caller is about to ask)."""
+        """Whether get() answers from memory now, without reading the audit log."""
         entry = self._entries.get((agent, did))
-        return entry is not None and self.clock() - entry[0] < self.ttl - MARGIN
+        return entry is not None and self.clock() - entry[0] < self.ttl
 
     def saved(self, agent: str, did: str, disposition: str) -> None:
         """This process saw the agent's save go through: put it first straight away."""

@@ -37,6 +37,7 @@ from ..cloudagent import (
 from ..config import Settings
 from ..i18n import gettext as _
 from ..i18n import gettext as in_agents_language  # a text marked where it was made
+from ..web.before_send import ON_LOOP
 from ..web.errors import error_page
 from ..web.headers import policy_allowing_style
 from ..web.logs import annotate
@@ -101,15 +102,17 @@ def _render_form(
     events_url: str | None = None,
     app: Flask | None = None,
     language: str | None = None,
+    wait: bool = True,
     **look: object,
 ) -> Filled:
     """The panel page or its form: the shell for this language, look and list (rendered once,
     webapp.panel.shells), filled in with this call's values. `app` and `language`, when the
-    caller holds them, are not looked up again."""
+    caller holds them, are not looked up again. `wait=False` on the bridge's loop: the list
+    and recent choices from memory only (webapp.panel.onloop)."""
     app = app or current_app._get_current_object()  # looked through once at most
     extensions = app.extensions
     cache: DispositionCache = extensions["dispositions"]
-    listing = cache.get(call.agent_id, call.did, call.ucid)
+    listing = cache.get(call.agent_id, call.did, call.ucid, wait=wait)
     if not listing.ok:
         log.warning("dispositions unavailable for did %s: %s", call.did, listing.error.reason)
     settings: Settings = app.config["WIDGET"]
@@ -118,7 +121,8 @@ def _render_form(
     if names:
         offered = _offered(names)  # a name no longer on the list is not offered again
         recent_of: RecentChoices = extensions["recent"]
-        recent = tuple(n for n in recent_of.get(call.agent_id, call.did) if n in offered)
+        held = recent_of.get(call.agent_id, call.did, wait=wait)
+        recent = tuple(n for n in held if n in offered)
     callbacks: CallbackRule = extensions["callbacks"]
     callback = callbacks.field(names) if names else None
     language = language or i18n.current()
@@ -217,6 +221,7 @@ def launch() -> ResponseReturnValue:
         events_url=callstate.events_url(token, app),
         app=app,
         language=language,
+        wait=ON_LOOP not in environ,  # on the bridge's loop: from memory only
         theme=theme,
         accent=accent,
     )

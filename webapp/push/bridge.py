@@ -39,7 +39,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..web.before_send import BEFORE_SEND, BeforeSend, Headers
+from ..web.before_send import BEFORE_SEND, ON_LOOP, BeforeSend, Headers
 from .stream import Receive, Scope, Send
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -117,7 +117,8 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 class ThreadedWSGI:
-    """ASGI `http` requests to a WSGI app run in a pool of `threads` threads."""
+    """ASGI `http` requests to a WSGI app run in a pool of `threads` threads, or in the loop
+    for those `on_loop` names."""
 
     def __init__(
         self, app: WSGIApp, threads: int, on_loop: Callable[[dict[str, Any]], bool] | None = None
@@ -143,6 +144,7 @@ class ThreadedWSGI:
             later = environ[BEFORE_SEND] = LeftToLoop()
         try:
             if self.on_loop is not None and self.on_loop(environ):
+                environ[ON_LOOP] = True  # the app's reads must not wait (before_send.ON_LOOP)
                 status, headers, chunks = self._run(environ)
             else:
                 status, headers, chunks = await self.pool.run(self._run, environ)

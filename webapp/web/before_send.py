@@ -13,6 +13,8 @@ Headers = list[tuple[bytes, bytes]]
 BeforeSend = Callable[[Headers, bytes], bytes]
 
 # app.extensions[ON_LOOP], when the app sets it: a function of a request's environ saying
-# whether the bridge may run that request on its event loop rather than in a pool thread (it
-# must then wait for nothing: webapp.panel.onloop). Absent, every request goes to the pool.
+# whether the bridge may run that request on its event loop rather than in a pool thread
+# (webapp.panel.onloop). Absent, every request goes to the pool. A request the bridge runs
+# on its loop has environ[ON_LOOP] set True: none of its reads may wait then (a wait would
+# hold every connection of the worker), so each answers from memory whatever it holds.
 ON_LOOP = "widget.on_loop"
