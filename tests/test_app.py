@@ -3,6 +3,9 @@
 import os
 import subprocess
 import sys
+from functools import partial
+
+import flask.app
 
 from tests.helpers import ROOT, newest_embed_release
 from webapp import create_app
@@ -127,3 +130,34 @@ def test_the_demo_subscribes_the_simulator_to_its_own_receivers(tmp_path):
     assert len(token) >= 32
     assert events.subscription("demo").call_events_url == f"{receivers}/call"
     assert events.callback_url("demo")[0] == f"{receivers}/summary"
+
+
+def test_the_app_keeps_ensure_syncs_answer_per_function_and_no_more_than_its_own(
+    tmp_path, monkeypatch
+):
+    app = create_app({"WIDGET_DATA_DIR": str(tmp_path)})
+    asked = []
+    inspect = flask.app.iscoroutinefunction
+    monkeypatch.setattr(flask.app, "iscoroutinefunction", lambda f: asked.append(f) or inspect(f))
+
+    def hook(response):
+        return response
+
+    assert app.ensure_sync(hook) is hook and app.ensure_sync(hook) is hook
+    assert asked == [hook]  # asked once, then kept
+
+    async def coroutine():
+        return "never run here"
+
+    def outcome(ensure_sync):  # wrapped, or refused without Flask's async extra
+        try:
+            return ensure_sync(coroutine) is not coroutine
+        except RuntimeError:
+            return "refused"
+
+    assert outcome(app.ensure_sync) == outcome(partial(flask.app.Flask.ensure_sync, app))
+
+    # Functions made per request (Flask's after_this_request) are not kept past the cap.
+    made = [lambda response: response for _ in range(1000)]
+    assert all(app.ensure_sync(f) is f for f in made)
+    assert len(app._sync) <= app._SYNC_MAX

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 
@@ -40,13 +41,32 @@ def _master_checked(env: Mapping[str, str] | None) -> bool:
     return source.get(MASTER_CHECKED) == str(os.getppid())
 
 
+class _App(Flask):
+    """Flask, with ensure_sync's answer kept for each hook and view: Flask asks it of every
+    one on every request (five a panel), and each answer takes inspect five calls."""
+
+    _SYNC_MAX = 256  # the app's own hooks and views; a per-request function is not kept
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        sync = self._sync.get(func)
+        if sync is None:
+            sync = super().ensure_sync(func)
+            if len(self._sync) < self._SYNC_MAX:
+                self._sync[func] = sync
+        return sync
+
+
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the app from WIDGET_* settings (the process environment unless `env` is given).
 
     Raises ConfigError, one line naming the variable, when the configuration is unusable.
     """
     # No Flask static route: assets are served under content-hashed URLs (webapp.web.assets).
-    app = Flask(
+    app = _App(
         __name__,
         instance_relative_config=True,
         template_folder=str(ROOT / "templates"),

@@ -32,6 +32,7 @@ from .launch import MAX_PARAMS, plain_pairs
 from .recent import RecentChoices
 
 PATH = "/disposition"  # views.launch
+PAIRS = "widget.launch_pairs"  # environ: the link's pairs as launch.plain_pairs read them
 
 
 def panel_on_loop(app: Flask) -> Callable[[dict[str, Any]], bool] | None:
@@ -46,10 +47,14 @@ def panel_on_loop(app: Flask) -> Callable[[dict[str, Any]], bool] | None:
         if environ["REQUEST_METHOD"] != "GET" or environ["PATH_INFO"] != PATH:
             return False
         raw = environ.get("QUERY_STRING", "")
-        try:  # a link with a %-escape or a + (an accent's #, a caller's +91) too
-            pairs = plain_pairs(raw) or parse_qsl(raw, max_num_fields=MAX_PARAMS + 1)
-        except ValueError:  # more parameters than a link may have: the view refuses it
-            return False
+        pairs = plain_pairs(raw)
+        if pairs is not None:
+            environ[PAIRS] = pairs  # the view reads the same, not again (views.launch)
+        else:  # a link with a %-escape or a + (an accent's #, a caller's +91)
+            try:
+                pairs = parse_qsl(raw, max_num_fields=MAX_PARAMS + 1)
+            except ValueError:  # more parameters than a link may have: the view refuses it
+                return False
         query = dict(pairs)  # unverified: it only says where the view will look
         did, agent = query.get("did"), query.get("agentID")
         if did is None or agent is None:

@@ -45,6 +45,7 @@ from . import callstate, context
 from .callbacks import UPSTREAM_FORMAT, CallbackRule
 from .forms import DispositionForm, csrf_matches, csrf_token_for
 from .launch import Launch, LaunchError, plain_pairs, verify
+from .onloop import PAIRS
 from .recent import RecentChoices
 from .recorded import FINISHED, Summary, recorded
 from .shells import MARK, Filled
@@ -191,7 +192,9 @@ def launch() -> ResponseReturnValue:
     settings: Settings = app.config["WIDGET"]
     try:
         call = verify(
-            plain_pairs(environ.get("QUERY_STRING", "")) or request.args.items(multi=True),
+            environ.get(PAIRS)  # read already by onloop's question
+            or plain_pairs(environ.get("QUERY_STRING", ""))
+            or request.args.items(multi=True),
             settings.launch_secret,
             max_age=settings.launch_max_age,
             signing=settings.launch_signing,

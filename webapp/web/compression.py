@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
 from functools import lru_cache, partial
+from typing import NamedTuple
 
 from flask import Flask, Response, request
 from isal import igzip, isal_zlib
@@ -35,8 +35,7 @@ def takes_gzip(accept_encoding: str) -> bool:
     return parse_accept_header(accept_encoding)["gzip"] > 0
 
 
-@dataclass(frozen=True)
-class Deflated:
+class Deflated(NamedTuple):
     """A page in the pieces of one deflate stream: its fixed texts, each deflated once
     (deflate_text), and between them this answer's values, as the page has them."""
 
