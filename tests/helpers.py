@@ -10,6 +10,7 @@ by name.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import json
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -407,6 +409,25 @@ class GunicornServer:
                     self.proc.wait(timeout=10)
         finally:
             self._log.close()
+
+
+# -- ASGI in process: the asgi worker's calls, without the worker -------------------------------
+
+
+def in_loop(coroutine_function: Callable[[], Any]) -> Any:
+    """Run `coroutine_function()` in a loop of its own, in a thread of its own: a browser
+    test's Playwright may hold this thread's event loop."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine_function()).result()
+
+
+def http_scope(method="GET", path="/x", query=b"", headers=()) -> dict[str, Any]:
+    """An ASGI `http` scope as gunicorn's asgi worker makes it."""
+    return {
+        "type": "http", "method": method, "path": path, "query_string": query,
+        "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000),
+        "client": ("10.0.0.7", 50123), "root_path": "", "headers": list(headers),
+    }  # fmt: skip
 
 
 # -- the push channel on a production server ---------------------------------------------------

@@ -8,14 +8,13 @@ import gzip
 import json
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 import pytest
 import requests
 from flask import Flask
 
-from tests.helpers import DID, hidden_value, launch_path
+from tests.helpers import DID, hidden_value, http_scope, in_loop, launch_path
 from webapp.push.bridge import MAX_BODY, LeftToLoop, Pool, ThreadedWSGI
 from webapp.simulator import Simulator, start_server
 from webapp.web import compression
@@ -38,21 +37,6 @@ def run(app, scope, messages):
 
     in_loop(lambda: app(scope, receive, send))
     return sent
-
-
-def in_loop(coroutine_function):
-    """Run `coroutine_function()` in a loop of its own, in a thread of its own: a browser
-    test's Playwright may hold this thread's event loop."""
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, coroutine_function()).result()
-
-
-def http_scope(method="GET", path="/x", query=b"", headers=()):
-    return {
-        "type": "http", "method": method, "path": path, "query_string": query,
-        "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000),
-        "client": ("10.0.0.7", 50123), "root_path": "", "headers": list(headers),
-    }  # fmt: skip
 
 
 class Recorder:

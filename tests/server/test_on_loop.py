@@ -6,7 +6,6 @@ would have made, and a panel that must wait for CloudAgent waits in the pool, so
 answered from memory go on meanwhile. Were it taken on the loop, every connection of the
 worker would wait with it."""
 
-import asyncio
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.helpers import DID, SUPPORT, launch_path
+from tests.helpers import DID, SUPPORT, http_scope, in_loop, launch_path
 from webapp.push import Router
 from webapp.simulator import Simulator, start_server
 from webapp.simulator import app as simulator_app
@@ -26,11 +25,7 @@ def asgi_get(router: Router, path: str) -> tuple[int, bytes, threading.Thread]:
     """GET `path` through the Router as gunicorn's asgi worker calls it, in a loop of its own
     thread: the status, the body, and the loop's thread."""
     route, _, query = path.partition("?")
-    scope = {
-        "type": "http", "method": "GET", "path": route, "query_string": query.encode(),
-        "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50123), "root_path": "", "headers": [(b"host", b"widget")],
-    }  # fmt: skip
+    scope = http_scope(path=route, query=query.encode(), headers=[(b"host", b"widget")])
     sent = []
 
     async def receive():
@@ -43,8 +38,7 @@ def asgi_get(router: Router, path: str) -> tuple[int, bytes, threading.Thread]:
         await router(scope, receive, send)
         return threading.current_thread()
 
-    with ThreadPoolExecutor(1) as thread:
-        loop_thread = thread.submit(asyncio.run, serve()).result()
+    loop_thread = in_loop(serve)
     return sent[0]["status"], sent[1]["body"], loop_thread
 
 

@@ -36,5 +36,5 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions["recent"] = RecentChoices(app.extensions["audit"])
     app.extensions["shells"] = Shells()
     app.extensions["outcome_shells"] = Shells()  # the save's answers: a few dozen at most
-    app.extensions[ON_LOOP] = panel_on_loop(app)
     app.register_blueprint(bp)
+    app.extensions[ON_LOOP] = panel_on_loop(app)

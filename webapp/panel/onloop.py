@@ -31,20 +31,21 @@ from ..cloudagent import DispositionCache, RedisDispositionCache
 from .launch import MAX_PARAMS, plain_pairs
 from .recent import RecentChoices
 
-PATH = "/disposition"  # views.launch
 PAIRS = "widget.launch_pairs"  # environ: the link's pairs as launch.plain_pairs read them
 
 
 def panel_on_loop(app: Flask) -> Callable[[dict[str, Any]], bool] | None:
-    """The bridge's question for this app, or None when no panel can be answered from
-    memory (the receivers on: each panel reads its call's state from the database)."""
+    """The bridge's question for this app (its panel blueprint registered), or None when
+    no panel can be answered from memory (the receivers on: each panel reads its call's
+    state from the database)."""
     if app.config["WIDGET"].events_token:
         return None
     cache: DispositionCache | RedisDispositionCache = app.extensions["dispositions"]
     recent: RecentChoices = app.extensions["recent"]
+    (path,) = (rule.rule for rule in app.url_map.iter_rules("panel.launch"))  # views.launch
 
     def on_loop(environ: dict[str, Any]) -> bool:
-        if environ["REQUEST_METHOD"] != "GET" or environ["PATH_INFO"] != PATH:
+        if environ["REQUEST_METHOD"] != "GET" or environ["PATH_INFO"] != path:
             return False
         raw = environ.get("QUERY_STRING", "")
         pairs = plain_pairs(raw)
