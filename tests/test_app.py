@@ -6,6 +6,10 @@ import sys
 from functools import partial
 
 import flask.app
+import pytest
+from werkzeug.exceptions import HTTPException, SecurityError
+from werkzeug.routing import Map
+from werkzeug.test import EnvironBuilder
 
 from tests.helpers import ROOT, newest_embed_release
 from webapp import create_app
@@ -161,3 +165,83 @@ def test_the_app_keeps_ensure_syncs_answer_per_function_and_no_more_than_its_own
     made = [lambda response: response for _ in range(1000)]
     assert all(app.ensure_sync(f) is f for f in made)
     assert len(app._sync) <= app._SYNC_MAX
+
+
+# (path, query, method, headers, base_url): what a URL adapter is made from.
+_REQUESTS = [
+    ("/disposition", "ucid=1&agentID=a&did=2", "GET", {}, "http://localhost"),
+    ("/disposition/save", "", "POST", {}, "http://localhost"),
+    ("/healthz", "", "GET", {}, "https://widget.example.in"),
+    ("/healthz", "", "GET", {}, "https://widget.example.in:443"),
+    ("/healthz", "", "GET", {}, "http://widget.example.in:8080"),
+    ("/healthz", "", "HEAD", {}, "http://[::1]:8000"),
+    ("/d%C3%A9j%C3%A0", "q=%C3%A9", "GET", {}, "http://localhost"),  # UTF-8 in the path
+    ("/healthz", "", "GET", {"Host": "bücher.example"}, "http://localhost"),  # an IDN host
+    ("/healthz", "", "GET", {"Host": "bad host\\"}, "http://localhost"),  # a host not taken
+    ("/ws", "", "GET", {"Connection": "Upgrade", "Upgrade": "websocket"}, "http://localhost"),
+    ("/healthz", "", "GET", {}, "http://localhost/mounted"),  # under a SCRIPT_NAME
+    ("/healthz", "", "POST", {}, "http://localhost"),  # 405
+    ("/disposition/", "", "GET", {}, "http://localhost"),  # 404
+    ("//disposition", "a=1", "GET", {}, "http://localhost"),  # a redirect to /disposition
+    ("/assets/0123abcd/widget.css", "", "GET", {}, "http://localhost"),  # values from the path
+    ("/assets/4567cdef/widget.css", "", "GET", {}, "http://localhost"),
+    ("/disposition", "", "get", {}, "http://localhost"),
+    ("/disposition", "", "HEAD", {}, "http://localhost"),
+]
+
+
+def _matched(adapter):
+    """What an adapter's match() gives, both ways Flask and werkzeug ask, or raises."""
+    answers = []
+    for return_rule in (True, False):
+        try:
+            answers.append(adapter.match(return_rule=return_rule))
+        except HTTPException as refused:
+            answers.append((type(refused), getattr(refused, "new_url", None)))
+    return answers
+
+
+def _environ(path, query="", method="GET", headers=None, base="http://localhost"):
+    return EnvironBuilder(
+        path=path, query_string=query, method=method, headers=headers, base_url=base
+    ).get_environ()
+
+
+def test_the_app_keeps_each_hosts_url_adapter_and_makes_flasks_own(tmp_path, monkeypatch):
+    """Flask binds the URL map for every request (the host checked twice, IDNA-encoded):
+    about a tenth of a hello's CPU. The app keeps what depends on the host, and each
+    request's adapter is the one Flask makes, however often its host comes."""
+    app = create_app({"WIDGET_DATA_DIR": str(tmp_path)})
+    binds = []
+    bind = Map.bind_to_environ
+    monkeypatch.setattr(Map, "bind_to_environ", lambda *a, **k: binds.append(1) or bind(*a, **k))
+    for round_ in range(3):  # made, then from what was kept
+        for request_ in _REQUESTS:
+            environ = _environ(*request_)
+            ours, theirs = app.request_class(dict(environ)), app.request_class(dict(environ))
+            adapter = app.create_url_adapter(ours)
+            flasks = flask.app.Flask.create_url_adapter(app, theirs)
+            assert vars(adapter).keys() - {"matched"} == vars(flasks).keys()
+            assert {**vars(adapter), "matched": None} == {**vars(flasks), "matched": None}
+            assert ours.host == theirs.host
+            assert _matched(adapter) == _matched(flasks), (round_, request_)
+        if round_ == 0:
+            first = len(binds)
+    # Ours bound the map only in the first round: after it, only Flask's own did.
+    assert len(binds) == first + 2 * len(_REQUESTS)
+    endpoint = app.create_url_adapter(app.request_class(_environ(*_REQUESTS[0])))
+    assert endpoint.match()[0] == "panel.launch"
+    # A client choosing a new Host each time does not grow what is kept past its bound.
+    for n in range(200):
+        request = app.request_class(_environ("/healthz", headers={"Host": f"h{n}.example"}))
+        assert app.create_url_adapter(request).server_name == f"h{n}.example"
+    assert len(app._bound) <= app._BOUND_MAX
+
+
+def test_the_app_leaves_the_adapter_to_flask_where_its_settings_bind_it(tmp_path):
+    app = create_app({"WIDGET_DATA_DIR": str(tmp_path)})
+    app.config["TRUSTED_HOSTS"] = ["widget.example.in"]
+    request = app.request_class(_environ("/healthz", base="http://evil.example"))
+    with pytest.raises(SecurityError):
+        app.create_url_adapter(request)
+    assert app._bound == {}

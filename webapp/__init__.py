@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request
+from werkzeug.routing import MapAdapter, Rule
 
 from . import demo, events, i18n, panel, stores
 from .audit.cli import audit as audit_command
@@ -42,14 +43,60 @@ def _master_checked(env: Mapping[str, str] | None) -> bool:
 
 
 class _App(Flask):
-    """Flask, with ensure_sync's answer kept for each hook and view: Flask asks it of every
-    one on every request (five a panel), and each answer takes inspect five calls."""
+    """Flask, keeping two answers it works out again on every request: ensure_sync's for each
+    hook and view (five a panel, each five calls into inspect), and the URL map bound to the
+    request's host (the host checked twice and IDNA-encoded, a tenth of a hello's CPU).
+    tests/test_app.py holds both to Flask's own."""
 
     _SYNC_MAX = 256  # the app's own hooks and views; a per-request function is not kept
+    _BOUND_MAX = 64  # hosts: a client chooses its Host header, so past this none is kept
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._bound: dict[tuple[str | None, ...], tuple[str, _Adapter]] = {}
+
+    def create_url_adapter(self, request: Request | None) -> MapAdapter | None:
+        config = self.config
+        if (
+            request is None
+            or request.trusted_hosts is not None
+            or config["TRUSTED_HOSTS"] is not None
+            or config["SERVER_NAME"] is not None
+            or self.url_map.host_matching
+            or self.subdomain_matching
+        ):
+            return super().create_url_adapter(request)
+        environ = request.environ
+        # Everything werkzeug's bind_to_environ reads but the path, query and method.
+        key = (
+            environ.get("HTTP_HOST"),
+            environ.get("SERVER_NAME"),
+            environ.get("SERVER_PORT"),
+            environ["wsgi.url_scheme"],
+            environ.get("HTTP_CONNECTION"),
+            environ.get("HTTP_UPGRADE"),
+            environ.get("SCRIPT_NAME"),
+        )
+        bound = self._bound.get(key)
+        if bound is None:
+            adapter = super().create_url_adapter(request)  # raises for a host it refuses
+            if adapter is None:
+                return None
+            kept = _Adapter.__new__(_Adapter)
+            kept.__dict__.update(adapter.__dict__, matched={})
+            if len(self._bound) < self._BOUND_MAX:
+                self._bound[key] = (request.host, kept)
+        else:
+            host, kept = bound
+            request.host = host  # type: ignore[misc]  # as Flask sets it
+        adapter = _Adapter.__new__(_Adapter)  # the kept one, never changed, copied
+        adapter.__dict__.update(kept.__dict__)
+        path, query = environ.get("PATH_INFO"), environ.get("QUERY_STRING")
+        adapter.path_info = "/" if path is None else _decoded(path)
+        adapter.query_args = None if query is None else _decoded(query)
+        adapter.default_method = environ["REQUEST_METHOD"]
+        return adapter
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         sync = self._sync.get(func)
@@ -58,6 +105,40 @@ class _App(Flask):
             if len(self._sync) < self._SYNC_MAX:
                 self._sync[func] = sync
         return sync
+
+
+class _Adapter(MapAdapter):
+    """A bound URL map that keeps, per host, which rule each path and method matched, for
+    the rules that take no values from the path (the panel's, /healthz, /embed.js, ...):
+    werkzeug's matcher walks the map for every request. Flask adds no rule once it serves
+    its first request, so what matched stays matched; anything else (a value in the path, a
+    redirect, a 404 or 405) is matched by werkzeug every time."""
+
+    matched: dict[tuple[str, str], Rule]  # shared by the adapters of one host
+    _MATCHED_MAX = 256  # a path matches a rule without values only as that rule's own path
+
+    def match(  # type: ignore[override]
+        self,
+        path_info: str | None = None,
+        method: str | None = None,
+        return_rule: bool = False,
+        query_args: Mapping[str, Any] | str | None = None,
+        websocket: bool | None = None,
+    ) -> tuple[Any, Mapping[str, Any]]:
+        default = path_info is None and method is None and websocket is None
+        if default:
+            key = (self.path_info, self.default_method.upper())
+            rule = self.matched.get(key)
+            if rule is not None:
+                return (rule if return_rule else rule.endpoint), {}
+        rule, values = super().match(path_info, method, True, query_args, websocket)
+        if default and not values and not rule.arguments and len(self.matched) < self._MATCHED_MAX:
+            self.matched[key] = rule
+        return (rule if return_rule else rule.endpoint), values
+
+
+def _decoded(value: str) -> str:
+    return value.encode("latin-1").decode(errors="replace")  # PEP 3333's, as werkzeug's
 
 
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
