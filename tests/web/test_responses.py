@@ -1,5 +1,6 @@
-"""The app's response class lists the very headers werkzeug's would, for every kind of answer
-(webapp.web.responses skips werkzeug's copy only where the copy would change nothing)."""
+"""The app's response class lists the very headers, and gives the very body, werkzeug's would
+for every kind of answer (webapp.web.responses skips werkzeug's header copy and its body's
+wrapping only where they would change nothing)."""
 
 import pytest
 from flask import Response as FlaskResponse
@@ -39,6 +40,30 @@ def test_the_headers_sent_are_werkzeug_s(kind, make):
     ours = make().get_wsgi_headers(environ).to_wsgi_list()
     theirs = FlaskResponse.get_wsgi_headers(make(), environ).to_wsgi_list()
     assert ours == theirs, kind
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+@pytest.mark.parametrize(("kind", "make"), list(answers()), ids=[k for k, _ in answers()])
+def test_the_body_sent_is_werkzeug_s(kind, make, method):
+    environ = create_environ("/disposition", "http://widget.example/", method=method)
+    ours, theirs = make(), make()
+    closed = []
+    if kind == "a refusal":  # one that asks to hear of its close
+        for response in (ours, theirs):
+            response.call_on_close(lambda: closed.append(1))
+    body = ours.get_app_iter(environ)
+    expected = FlaskResponse.get_app_iter(theirs, environ)
+    assert list(body) == list(expected), kind
+    for iterable in (body, expected):
+        if hasattr(iterable, "close"):
+            iterable.close()
+    assert closed == ([1, 1] if kind == "a refusal" else [])  # what call_on_close asked for
+
+
+def test_a_page_s_body_is_handed_over_as_it_is():
+    page = Response(BODY, content_type="text/html; charset=utf-8")
+    environ = create_environ("/disposition", "http://widget.example/")
+    assert page.get_app_iter(environ) is page.response == [BODY]
 
 
 def test_the_app_answers_with_it(app):

@@ -1,7 +1,9 @@
-"""The app's response class: werkzeug's, without the header copy most answers do not need."""
+"""The app's response class: werkzeug's, without the header copy and the body's wrapping most
+answers do not need."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from flask import Response as FlaskResponse
@@ -31,3 +33,20 @@ class Response(FlaskResponse):
             if "content-length" in names and names.isdisjoint(_FIXED):
                 return self.headers
         return super().get_wsgi_headers(environ)
+
+    def get_app_iter(self, environ: WSGIEnvironment) -> Iterable[bytes]:
+        # A body set whole (set_data: one bytes object in a list) is its own iterable.
+        # werkzeug wraps every body in a generator and a ClosingIterator whose close() has
+        # nothing to do for a list, unless call_on_close registered something.
+        body = self.response
+        if (
+            type(body) is list
+            and len(body) == 1
+            and type(body[0]) is bytes
+            and not self._on_close
+            and environ["REQUEST_METHOD"] != "HEAD"
+        ):
+            status = self.status_code
+            if status >= 200 and status not in (204, 304):
+                return body
+        return super().get_app_iter(environ)
