@@ -153,6 +153,26 @@ def test_the_day_list_is_worked_out_once_a_day_per_language():
     )
 
 
+def test_on_the_real_clock_the_day_list_is_kept_until_midnight_in_the_zone(monkeypatch):
+    """A panel then reads time.time() only; the zone's date is worked out again once its
+    day is over (here the clock is moved, as it would run, to one second before and after
+    midnight in India)."""
+    import webapp.panel.callbacks as callbacks
+
+    real = CallbackRule((), "Asia/Kolkata")
+    first = real.days("en", str)
+    today = datetime.now(real.zone).date()
+    midnight = datetime.combine(today + timedelta(days=1), datetime.min.time(), real.zone)
+    asked = []
+    monkeypatch.setattr(real, "now", lambda: asked.append(1) or datetime.now(real.zone))
+    monkeypatch.setattr(callbacks.time, "time", lambda: midnight.timestamp() - 1)
+    assert real.days("en", str) is first and asked == []  # no zone's date asked for
+    monkeypatch.setattr(callbacks.time, "time", lambda: midnight.timestamp() + 1)
+    monkeypatch.setattr(real, "now", lambda: midnight + timedelta(seconds=1))
+    later = real.days("en", str)
+    assert day_options(later)[0][0] == (today + timedelta(days=1)).isoformat()
+
+
 # -- the panel -------------------------------------------------------------------------------
 
 

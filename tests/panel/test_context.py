@@ -72,6 +72,7 @@ def test_one_signer_with_its_key_derived_once_serves_every_token():
         ("2116203531161529", "agent1", "914071327663"),
         ("1" * 200, "a" * 200, "d" * 200),  # long: itsdangerous would compress it
         ("U-1:x@y+z", "agent.9", "0"),
+        ('u"1\\', "agënt", "d\n</script>"),  # what JSON escapes, were it ever given
     ],
 )
 def test_a_context_is_byte_for_byte_the_serializer_s_own(ids, language):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_start
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -80,8 +81,10 @@ class CallbackRule:
         self.zone_name = zone
         self.zone = ZoneInfo(zone)
         self._clock = clock
+        self._real_clock = clock == datetime.now  # a bound method: equal, never the same
         self._field: tuple[int, CallbackField] | None = None
-        self._days: dict[str, tuple[date, Markup]] = {}  # language: (today, its options)
+        # language: (today, its options, when today ends in epoch seconds)
+        self._days: dict[str, tuple[date, Markup, float]] = {}
 
     def applies_to(self, disposition: str) -> bool:
         if self.names:
@@ -122,9 +125,12 @@ class CallbackRule:
         them in `language` ("Sat, 5 Dec"; today's and tomorrow's say so, through `translate`,
         that language's gettext). Each option's value is the day as posted (YYYY-MM-DD) and
         its data-when the day's spoken form, as the outcome will write it, with TIME_SLOT for
-        the time. Worked out once a day per language: a panel costs one clock reading."""
-        today = self.now().date()
+        the time. Worked out once a day per language: a panel costs one clock reading (on the
+        real clock, time.time() against the day's end: a zone's date costs ten times that)."""
         kept = self._days.get(language)
+        if kept is not None and self._real_clock and time.time() < kept[2]:
+            return kept[1]
+        today = self.now().date()
         if kept is not None and kept[0] == today:
             return kept[1]
         locale = _locale(language)
@@ -143,7 +149,8 @@ class CallbackRule:
                 f"{escape(shown)}</option>"
             )
         markup = Markup("".join(options))  # noqa: S704 (escaped above)
-        self._days[language] = (today, markup)  # one assignment, as in field()
+        ends = datetime.combine(today + timedelta(days=1), day_start(), self.zone).timestamp()
+        self._days[language] = (today, markup, ends)  # one assignment, as in field()
         return markup
 
     def read(self, value: str) -> datetime:

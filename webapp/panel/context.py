@@ -11,6 +11,7 @@ import hmac
 import json
 import time
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
@@ -80,12 +81,9 @@ def issue(launch: Launch, secret: str, language: str | None = None) -> str:
     algorithm it took some twenty calls and a Python HMAC object per panel (a panel's CPU, by
     part: docs/benchmarks.md, "Fourth round").
     tests/panel/test_context.py holds it to the serializer's own token, both ways."""
-    payload = {"u": launch.ucid, "a": launch.agent_id, "d": launch.did}
-    if language:
-        payload["l"] = language
     serializer = _serializer(secret)
     signed = b"%s.%s" % (
-        serializer.dump_payload(payload),
+        base64_encode(_payload(launch, language)),
         base64_encode(int_to_bytes(int(time.time()))),
     )
     key = serializer.make_signer().derive_key()  # both kept: see _Serializer and _Signer
@@ -93,6 +91,16 @@ def issue(launch: Launch, secret: str, language: str | None = None) -> str:
     # thread getting it back cost two context switches whenever the loop was waiting for it.
     signature = base64_encode(hmac.new(key, signed, hashlib.sha1).digest())
     return (signed + b"." + signature).decode("ascii")
+
+
+def _payload(launch: Launch, language: str | None) -> bytes:
+    """What dump_payload's JSON makes of {"u", "a", "d"[, "l"]}, its strings written by the
+    same C function: a third of the encoder's work."""
+    quoted = encode_basestring_ascii
+    text = f'{{"u":{quoted(launch.ucid)},"a":{quoted(launch.agent_id)},"d":{quoted(launch.did)}'
+    if language:
+        text += f',"l":{quoted(language)}'
+    return (text + "}").encode()
 
 
 def read(token: str, secret: str, max_age: int) -> Launch:
