@@ -227,15 +227,33 @@ def test_the_app_keeps_each_hosts_url_adapter_and_makes_flasks_own(tmp_path, mon
             assert _matched(adapter) == _matched(flasks), (round_, request_)
         if round_ == 0:
             first = len(binds)
-    # Ours bound the map only in the first round: after it, only Flask's own did.
-    assert len(binds) == first + 2 * len(_REQUESTS)
+    # Ours bound the map only in the first round (but for the Upgrade, which it leaves to
+    # Flask each time): after it, only Flask's own did.
+    assert len(binds) == first + 2 * len(_REQUESTS) + 2
     endpoint = app.create_url_adapter(app.request_class(_environ(*_REQUESTS[0])))
     assert endpoint.match()[0] == "panel.launch"
-    # A client choosing a new Host each time does not grow what is kept past its bound.
-    for n in range(200):
-        request = app.request_class(_environ("/healthz", headers={"Host": f"h{n}.example"}))
-        assert app.create_url_adapter(request).server_name == f"h{n}.example"
+
+
+def test_what_the_app_keeps_a_client_cannot_grow_nor_crowd_out(tmp_path):
+    """A client chooses its Host, Connection and path: none of them grows what is kept past
+    its bound, nor keeps the widget's own host from being kept (the review of a5d839a)."""
+    app = create_app({"WIDGET_DATA_DIR": str(tmp_path)})
+
+    def adapter(path="/healthz", **headers):
+        environ = _environ("/", headers=headers) | {"PATH_INFO": path}  # as gunicorn gives it
+        return app.create_url_adapter(app.request_class(environ))
+
+    for n in range(1, 300):  # werkzeug matches every one of these as /healthz
+        assert adapter("/" * n + "healthz").match()[0] == "health.healthz"
+    for connection in ("keep-alive", "close", "Keep-Alive", "keep-alive  ", "TE, close"):
+        assert adapter(Connection=connection).match()[0] == "health.healthz"
+    ((_, kept),) = app._bound.values()  # one host, whatever its Connection
+    assert set(kept.matched) == {("/healthz", "GET")}  # the rule's own path only
+    for n in range(500):  # a new Host each time
+        assert adapter(Host=f"h{n}.example").server_name == f"h{n}.example"
     assert len(app._bound) <= app._BOUND_MAX
+    adapter("/disposition")  # the widget's own host, after the flood: kept again
+    assert any(key[0] == "localhost" for key in app._bound)
 
 
 def test_the_app_leaves_the_adapter_to_flask_where_its_settings_bind_it(tmp_path):

@@ -49,7 +49,7 @@ class _App(Flask):
     tests/test_app.py holds both to Flask's own."""
 
     _SYNC_MAX = 256  # the app's own hooks and views; a per-request function is not kept
-    _BOUND_MAX = 64  # hosts: a client chooses its Host header, so past this none is kept
+    _BOUND_MAX = 64  # hosts (a client chooses its Host header: past this, the oldest go)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,17 +65,17 @@ class _App(Flask):
             or config["SERVER_NAME"] is not None
             or self.url_map.host_matching
             or self.subdomain_matching
+            or "HTTP_UPGRADE" in request.environ  # werkzeug may bind it as a WebSocket's
         ):
             return super().create_url_adapter(request)
         environ = request.environ
-        # Everything werkzeug's bind_to_environ reads but the path, query and method.
+        # What werkzeug's bind_to_environ reads but the path, query and method (and the
+        # Connection header, which only counts beside an Upgrade).
         key = (
             environ.get("HTTP_HOST"),
             environ.get("SERVER_NAME"),
             environ.get("SERVER_PORT"),
             environ["wsgi.url_scheme"],
-            environ.get("HTTP_CONNECTION"),
-            environ.get("HTTP_UPGRADE"),
             environ.get("SCRIPT_NAME"),
         )
         bound = self._bound.get(key)
@@ -85,8 +85,10 @@ class _App(Flask):
                 return None
             kept = _Adapter.__new__(_Adapter)
             kept.__dict__.update(adapter.__dict__, matched={})
-            if len(self._bound) < self._BOUND_MAX:
-                self._bound[key] = (request.host, kept)
+            if len(self._bound) >= self._BOUND_MAX:  # a client sending many hosts: the
+                for old in list(self._bound)[: self._BOUND_MAX // 2]:  # oldest half goes
+                    self._bound.pop(old, None)
+            self._bound[key] = (request.host, kept)
         else:
             host, kept = bound
             request.host = host  # type: ignore[misc]  # as Flask sets it
@@ -109,13 +111,14 @@ class _App(Flask):
 
 class _Adapter(MapAdapter):
     """A bound URL map that keeps, per host, which rule each path and method matched, for
-    the rules that take no values from the path (the panel's, /healthz, /embed.js, ...):
-    werkzeug's matcher walks the map for every request. Flask adds no rule once it serves
-    its first request, so what matched stays matched; anything else (a value in the path, a
-    redirect, a 404 or 405) is matched by werkzeug every time."""
+    the rules that take no values from the path (the panel's, /healthz, /embed.js, ...),
+    when the path is the rule's own: werkzeug's matcher walks the map for every request.
+    Flask adds no rule once it serves its first request, so what matched stays matched;
+    anything else (a value in the path, a path werkzeug reads another way such as
+    //healthz, a redirect, a 404 or 405) is matched by werkzeug every time. So at most one
+    entry per rule and method: a client cannot grow it."""
 
     matched: dict[tuple[str, str], Rule]  # shared by the adapters of one host
-    _MATCHED_MAX = 256  # a path matches a rule without values only as that rule's own path
 
     def match(  # type: ignore[override]
         self,
@@ -132,7 +135,7 @@ class _Adapter(MapAdapter):
             if rule is not None:
                 return (rule if return_rule else rule.endpoint), {}
         rule, values = super().match(path_info, method, True, query_args, websocket)
-        if default and not values and not rule.arguments and len(self.matched) < self._MATCHED_MAX:
+        if default and not values and not rule.arguments and self.path_info == rule.rule:
             self.matched[key] = rule
         return (rule if return_rule else rule.endpoint), values
 
