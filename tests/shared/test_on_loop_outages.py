@@ -10,34 +10,26 @@ import pytest
 import requests
 
 from tests.helpers import DID, launch_path
-from webapp.simulator import Simulator, start_server
 from webapp.stores import LOCAL_LIST_TTL
 
 
 @pytest.fixture
-def instance(production_server, postgres_server, own_redis_server, quiet_werkzeug):
-    database = postgres_server.create_database()
-    sim = Simulator()
-    upstream = start_server(sim)
-    try:
-        server = production_server(
-            upstream.url,
-            name="onloop-outage",
-            workers=1,
-            probe="/readyz",
-            WIDGET_WORKERS="1",
-            WIDGET_REDIS_URL=own_redis_server.url,
-            WIDGET_DATABASE_URL=postgres_server.url(database),
-        )
-        yield sim, server, database
-    finally:
-        upstream.stop()
+def server(production_server, upstream, pg_url, own_redis_server, quiet_werkzeug):
+    return production_server(
+        upstream.url,
+        name="onloop-outage",
+        workers=1,
+        probe="/readyz",
+        WIDGET_WORKERS="1",
+        WIDGET_REDIS_URL=own_redis_server.url,
+        WIDGET_DATABASE_URL=pg_url,
+    )
 
 
 def test_panels_held_in_memory_open_while_redis_and_postgresql_are_away(
-    instance, postgres_server, own_redis_server
+    server, simulator, pg_database, postgres_server, own_redis_server
 ):
-    sim, server, database = instance
+    sim, database = simulator, pg_database
     first = sim.account("demo").dispositions_for(DID)[0]
     path = launch_path(sim.start_call("agent1", DID).ucid)
 
